@@ -1,0 +1,104 @@
+"""The error tree of coffer.
+
+Every error a user can see is a ``CofferError`` with a stable ``code``. Entry points map the
+families to HTTP statuses (``api/``) or exit codes (``cli/``); nothing below them knows either.
+
+::
+
+    CofferError                      code
+    ├── InvalidInput                 invalid_input      a field breaks a rule (names the field)
+    │   └── TooLarge                 too_large          a value or body exceeds its size limit
+    ├── Unauthenticated              unauthenticated    no credential, or one that is not valid
+    ├── AccessDenied                 access_denied      a valid credential without the right
+    ├── NotFound                     not_found          the resource does not exist (or is hidden)
+    ├── Conflict                     conflict           the change clashes with current state
+    ├── DecryptionFailed             decryption_failed  any failure to open a ciphertext (opaque)
+    ├── ConfigError                  config_error       settings, key file or database unusable
+    │   └── WrongRootKey             wrong_root_key     the root key does not belong to this vault
+    └── ServerUnreachable            server_unreachable the CLI could not reach the API
+
+Messages never contain secret values.
+"""
+
+from __future__ import annotations
+
+
+class CofferError(Exception):
+    """Root of every error coffer reports to a user."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        """Returns the JSON shape shared by the API and the CLI's ``--json`` output."""
+        body = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class InvalidInput(CofferError):
+    """A field breaks a rule; ``field`` names it and the message states the rule."""
+
+    code = "invalid_input"
+
+
+class TooLarge(InvalidInput):
+    """A value or request body exceeds its configured size limit."""
+
+    code = "too_large"
+
+
+class Unauthenticated(CofferError):
+    """The caller sent no credential or one that is unknown, expired or revoked."""
+
+    code = "unauthenticated"
+
+
+class AccessDenied(CofferError):
+    """The caller is known but may not do this."""
+
+    code = "access_denied"
+
+
+class NotFound(CofferError):
+    """The named resource does not exist."""
+
+    code = "not_found"
+
+
+class Conflict(CofferError):
+    """The request clashes with the current state (already exists, duplicate name, ...)."""
+
+    code = "conflict"
+
+
+class DecryptionFailed(CofferError):
+    """A ciphertext did not open. Deliberately says nothing about why."""
+
+    code = "decryption_failed"
+
+    def __init__(self, message: str = "decryption failed") -> None:
+        super().__init__(message)
+
+
+class ConfigError(CofferError):
+    """Settings, the key file or the database cannot be used; the message names which."""
+
+    code = "config_error"
+
+
+class WrongRootKey(ConfigError):
+    """The root key's check value does not match the one stored in the vault."""
+
+    code = "wrong_root_key"
+
+
+class ServerUnreachable(CofferError):
+    """The CLI could not connect to the coffer server."""
+
+    code = "server_unreachable"
