@@ -1,0 +1,5 @@
+"""``python -m coffer`` runs the CLI."""
+
+from coffer.cli.entry import main
+
+main()

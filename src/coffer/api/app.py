@@ -1,0 +1,33 @@
+"""The ASGI application: routes, error handlers and the body-size limit."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp
+
+from coffer import __version__
+from coffer.api.body_limit import BodyLimitMiddleware
+from coffer.api.errors import install_error_handlers
+from coffer.api.routes import environments, projects, secrets, system, transfer
+from coffer.services.container import Services
+
+_NO_STORE = [(b"cache-control", b"no-store")]
+
+
+def create_fastapi(services: Services) -> FastAPI:
+    """Returns the FastAPI app (OpenAPI at /openapi.json, docs at /docs) over ``services``."""
+    app = FastAPI(
+        title="coffer",
+        version=__version__,
+        description="Self-hosted secrets manager. Authenticate with `Authorization: Bearer`.",
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (system, projects, environments, secrets, transfer):
+        app.include_router(module.router)
+    return app
+
+
+def create_app(services: Services, *, max_body_bytes: int) -> ASGIApp:
+    """Returns the app wrapped in the body-size limit, ready for an ASGI server."""
+    return BodyLimitMiddleware(create_fastapi(services), limit=max_body_bytes)

@@ -1,0 +1,69 @@
+"""The one place where coffer errors become HTTP statuses."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from coffer.domain.errors import (
+    AccessDenied,
+    CofferError,
+    Conflict,
+    DecryptionFailed,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    Unauthenticated,
+)
+
+_STATUS: tuple[tuple[type[CofferError], int], ...] = (
+    (TooLarge, 413),
+    (InvalidInput, 400),
+    (Unauthenticated, 401),
+    (AccessDenied, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (DecryptionFailed, 500),
+)
+
+
+def status_for(error: CofferError) -> int:
+    """Returns the HTTP status for an error family (500 for anything unlisted)."""
+    for family, status in _STATUS:
+        if isinstance(error, family):
+            return status
+    return 500
+
+
+def error_response(error: CofferError) -> JSONResponse:
+    """Returns ``{"error": {...}}`` with the family's status."""
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthenticated) else None
+    return JSONResponse({"error": error.to_dict()}, status_code=status_for(error), headers=headers)
+
+
+def _field_of(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        return error_response(InvalidInput("request body is not valid JSON", field="body"))
+    field = _field_of(tuple(first.get("loc", ("body",))))
+    # Only the location and the rule: pydantic's "input" may hold a secret value.
+    message = f"{field}: {first.get('msg', 'invalid value')}"
+    return error_response(InvalidInput(message, field=field))
+
+
+def _coffer_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CofferError)
+    return error_response(exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Registers the handlers that turn errors into JSON responses."""
+    app.add_exception_handler(CofferError, _coffer_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,47 @@
+"""The ``coffer`` command tree. Heavy imports happen inside commands, so ``coffer run`` and
+friends start fast."""
+
+from __future__ import annotations
+
+import typer
+
+from coffer import __version__
+from coffer.cli.commands import local, login, projects, run, secrets, transfer
+
+app = typer.Typer(
+    name="coffer",
+    help="coffer: a self-hosted secrets manager with a verifiable audit trail.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"coffer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Server address and token come from COFFER_ADDR / COFFER_TOKEN or `coffer login`."""
+
+
+app.command("init")(local.init)
+app.command("server")(local.server)
+app.command("login")(login.login)
+app.add_typer(projects.projects_app, name="projects")
+app.add_typer(projects.envs_app, name="envs")
+app.add_typer(secrets.secrets_app, name="secrets")
+app.command("import")(transfer.import_file)
+app.command("export")(transfer.export)
+app.command("diff")(transfer.diff)
+app.command("promote")(transfer.promote)
+app.command(
+    "run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
+)(run.run)

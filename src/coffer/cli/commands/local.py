@@ -1,0 +1,97 @@
+"""Commands that act on a vault on this machine: ``init`` and ``server``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coffer.cli.common import JsonOpt, handle_errors
+from coffer.cli.output import print_json
+
+DirOpt = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Vault directory (default: COFFER_DIR or ./.coffer)."),
+]
+
+
+def _token_banner(token: str, addr: str) -> str:
+    return (
+        "\nBootstrap owner token (shown once, stored only as a hash):\n\n"
+        f"    {token}\n\n"
+        "Use it from another terminal:\n\n"
+        f"    coffer login --addr {addr} --token {token}\n"
+    )
+
+
+@handle_errors
+def init(
+    directory: DirOpt = None,
+    org: Annotated[str, typer.Option("--org", help="First organization's name.")] = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a new vault: root key file (0600), database, first organization, owner token."""
+    from coffer.bootstrap import initialise_vault
+    from coffer.config import Settings
+
+    settings = Settings.from_env(directory=directory)
+    result = initialise_vault(settings, org)
+    addr = f"http://{settings.host}:{settings.port}"
+    if as_json:
+        print_json(
+            {
+                "directory": str(settings.directory),
+                "organization": result.organization.name,
+                "token": result.token,
+                "addr": addr,
+            }
+        )
+        return
+    sys.stdout.write(f"Initialised a coffer vault in {settings.directory}\n")
+    sys.stdout.write(_token_banner(result.token, addr))
+
+
+@handle_errors
+def server(
+    directory: DirOpt = None,
+    host: Annotated[str | None, typer.Option("--host", help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Listen port.")] = None,
+    init_missing: Annotated[
+        bool, typer.Option("--init/--no-init", help="Initialise the vault if there is none.")
+    ] = True,
+) -> None:
+    """Start the API server (initialising a new vault on first start)."""
+    import uvicorn
+
+    from coffer.api.app import create_app
+    from coffer.bootstrap import build_services, initialise_vault, vault_exists
+    from coffer.config import Settings
+
+    settings = Settings.from_env(directory=directory)
+    settings = settings.with_overrides(
+        host=host or settings.host, port=port if port is not None else settings.port
+    )
+    addr = f"http://{settings.host}:{settings.port}"
+    banner = ""
+    if init_missing and not vault_exists(settings):
+        result = initialise_vault(settings)
+        banner = f"Initialised a new vault in {settings.directory}\n" + _token_banner(
+            result.token, addr
+        )
+    services = build_services(settings)
+    app = create_app(services, max_body_bytes=settings.max_body_bytes)
+    sys.stdout.write(f"{banner}\ncoffer listening on {addr}  (API docs: {addr}/docs)\n")
+    sys.stdout.flush()
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=settings.access_log,
+            server_header=False,
+        )
+    finally:
+        services.close()

@@ -1,0 +1,44 @@
+"""Project data keys: created, wrapped under the key-encryption key, and unwrapped on use."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from coffer.crypto.aad import data_key_aad
+from coffer.crypto.keys import DataKey, KeyEncryptionKey
+from coffer.domain.errors import DecryptionFailed
+from coffer.domain.models import Project
+from coffer.storage import project_store
+
+
+class Keyring:
+    """Owns the key-encryption key (memory only) and the wrapping of project data keys."""
+
+    def __init__(self, kek: KeyEncryptionKey) -> None:
+        self._kek = kek
+
+    def __repr__(self) -> str:
+        return "Keyring(<key-encryption key hidden>)"
+
+    def create_data_key(
+        self, conn: sa.Connection, project: Project, version: int, now: float
+    ) -> None:
+        """Generates data key ``version`` for the project and stores it wrapped."""
+        wrapped = self._kek.wrap(
+            DataKey.generate(),
+            data_key_aad(org_id=project.org_id, project_id=project.id, key_version=version),
+        )
+        project_store.insert_data_key(
+            conn, project_id=project.id, version=version, wrapped_key=wrapped, now=now
+        )
+
+    def data_key(self, conn: sa.Connection, project: Project, version: int) -> DataKey:
+        """Returns the unwrapped data key ``version``; raises DecryptionFailed when it was
+        destroyed or does not unwrap under this root key."""
+        wrapped = project_store.get_wrapped_data_key(conn, project.id, version)
+        if wrapped is None:
+            raise DecryptionFailed()
+        return self._kek.unwrap(
+            wrapped,
+            data_key_aad(org_id=project.org_id, project_id=project.id, key_version=version),
+        )

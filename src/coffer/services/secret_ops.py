@@ -1,0 +1,180 @@
+"""Per-transaction building blocks shared by the secret, import and promotion use cases:
+seal/open a version under its bound associated data, write a version with its audit entry,
+and read values with their audit entries. Callers own the transaction."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from coffer.audit.writer import AuditWriter
+from coffer.crypto.aad import secret_version_aad
+from coffer.domain.errors import InvalidInput, TooLarge
+from coffer.domain.events import Event
+from coffer.domain.models import CallContext, Environment, Project, WriteResult
+from coffer.domain.names import validate_key_name
+from coffer.domain.secret_value import SecretValue
+from coffer.services.keyring import Keyring
+from coffer.storage import secret_store
+from coffer.storage.secret_store import StoredVersion
+
+MAX_COMMENT_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits applied to every write."""
+
+    max_value_bytes: int
+
+
+def validate_write(key: str, value: SecretValue, comment: str | None, limits: Limits) -> None:
+    """Raises InvalidInput/TooLarge naming the field when the key, value or comment breaks a
+    rule; returns None when the write may go ahead."""
+    validate_key_name(key)
+    if len(value) > limits.max_value_bytes:
+        raise TooLarge(
+            f"value of {key!r} is {len(value)} bytes; the limit is {limits.max_value_bytes} bytes "
+            "(COFFER_MAX_VALUE_BYTES)",
+            field="value",
+        )
+    if "\x00" in value.reveal():
+        raise InvalidInput("value must not contain NUL characters", field="value")
+    if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
+        raise InvalidInput(
+            f"comment must be at most {MAX_COMMENT_LENGTH} characters", field="comment"
+        )
+
+
+class SecretCipher:
+    """Seals and opens secret versions, binding each to org, project, environment, key,
+    version and data-key version."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+
+    def seal(
+        self,
+        conn: sa.Connection,
+        project: Project,
+        env: Environment,
+        key: str,
+        version: int,
+        value: SecretValue,
+    ) -> bytes:
+        """Returns the envelope of ``value`` under the project's current data key."""
+        aad = secret_version_aad(
+            org_id=project.org_id,
+            project_id=project.id,
+            environment_id=env.id,
+            key=key,
+            version=version,
+            key_version=project.key_version,
+        )
+        return self._keyring.data_key(conn, project, project.key_version).seal(
+            value.reveal_bytes(), aad
+        )
+
+    def open(
+        self,
+        conn: sa.Connection,
+        project: Project,
+        env: Environment,
+        key: str,
+        stored: StoredVersion,
+    ) -> SecretValue:
+        """Returns the plaintext of a stored version; raises DecryptionFailed when it does not
+        open (tampered, moved to another row, or its data key destroyed)."""
+        aad = secret_version_aad(
+            org_id=project.org_id,
+            project_id=project.id,
+            environment_id=env.id,
+            key=key,
+            version=stored.version,
+            key_version=stored.key_version,
+        )
+        plaintext = self._keyring.data_key(conn, project, stored.key_version).open(
+            stored.ciphertext, aad
+        )
+        return SecretValue(plaintext.decode("utf-8"))
+
+
+class SecretOps:
+    """Writes and reads inside a caller's transaction, always with an audit entry."""
+
+    def __init__(self, cipher: SecretCipher, audit: AuditWriter) -> None:
+        self.cipher = cipher
+        self.audit = audit
+
+    def write(
+        self,
+        conn: sa.Connection,
+        ctx: CallContext,
+        project: Project,
+        env: Environment,
+        key: str,
+        value: SecretValue,
+        *,
+        comment: str | None = None,
+        skip_unchanged: bool = False,
+        metadata: dict[str, str | int | None] | None = None,
+    ) -> WriteResult:
+        """Appends a new version of ``key`` (creating the secret if needed) and audits it.
+        With ``skip_unchanged`` an identical current value writes nothing ("unchanged")."""
+        now = time.time()
+        row = secret_store.find_secret(conn, env.id, key, for_update=True)
+        if row is None:
+            row = secret_store.insert_secret(conn, environment_id=env.id, key=key, now=now)
+        elif skip_unchanged:
+            current = secret_store.get_version(conn, row.id, row.current_version)
+            if current is not None and self.cipher.open(conn, project, env, key, current) == value:
+                return WriteResult(key=key, outcome="unchanged", version=row.current_version)
+        version = row.current_version + 1
+        secret_store.insert_version(
+            conn,
+            secret_id=row.id,
+            version=version,
+            ciphertext=self.cipher.seal(conn, project, env, key, version, value),
+            key_version=project.key_version,
+            author_id=ctx.actor.id,
+            author_kind=str(ctx.actor.kind),
+            comment=comment,
+            now=now,
+        )
+        created = version == 1
+        self.audit.append(
+            conn,
+            ctx,
+            Event.SECRET_CREATED if created else Event.SECRET_UPDATED,
+            project=project.name,
+            environment=env.name,
+            key=key,
+            metadata={"version": version, **(metadata or {})},
+        )
+        return WriteResult(key=key, outcome="created" if created else "updated", version=version)
+
+    def read_stored(
+        self,
+        conn: sa.Connection,
+        ctx: CallContext,
+        project: Project,
+        env: Environment,
+        key: str,
+        stored: StoredVersion,
+        *,
+        via: str,
+    ) -> SecretValue:
+        """Decrypts a stored version and records ``secret.read`` (``via`` says how)."""
+        value = self.cipher.open(conn, project, env, key, stored)
+        self.audit.append(
+            conn,
+            ctx,
+            Event.SECRET_READ,
+            project=project.name,
+            environment=env.name,
+            key=key,
+            metadata={"version": stored.version, "via": via},
+        )
+        return value

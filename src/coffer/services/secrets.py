@@ -1,0 +1,159 @@
+"""Secret use cases: set, get, list, delete, history and rollback. Each owns its transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from coffer.domain.errors import InvalidInput, NotFound
+from coffer.domain.events import Event
+from coffer.domain.models import (
+    CallContext,
+    RevealedSecret,
+    SecretInfo,
+    SecretVersionInfo,
+    WriteResult,
+)
+from coffer.domain.names import validate_key_name
+from coffer.domain.secret_value import SecretValue
+from coffer.services.lookup import require_scope
+from coffer.services.reference_reader import expand_secret
+from coffer.services.secret_ops import Limits, SecretOps, validate_write
+from coffer.storage import secret_store
+
+
+def _not_found(key: str, environment: str) -> NotFound:
+    return NotFound(f"secret {key!r} not found in environment {environment!r}", field="key")
+
+
+class SecretService:
+    """Reads and writes the secrets of one environment at a time."""
+
+    def __init__(self, engine: Engine, ops: SecretOps, limits: Limits) -> None:
+        self._engine = engine
+        self._ops = ops
+        self._limits = limits
+
+    def set(
+        self,
+        ctx: CallContext,
+        project: str,
+        environment: str,
+        key: str,
+        value: SecretValue,
+        *,
+        comment: str | None = None,
+    ) -> WriteResult:
+        """Writes a new version of ``key``. Raises InvalidInput/TooLarge for bad input and
+        NotFound for an unknown project or environment; changes nothing then."""
+        validate_write(key, value, comment, self._limits)
+        with self._engine.begin() as conn:
+            found, env = require_scope(conn, ctx.actor, project, environment)
+            return self._ops.write(conn, ctx, found, env, key, value, comment=comment)
+
+    def get(
+        self,
+        ctx: CallContext,
+        project: str,
+        environment: str,
+        key: str,
+        *,
+        version: int | None = None,
+        expand: bool = False,
+    ) -> RevealedSecret:
+        """Returns the current (or given) version with its value, recording ``secret.read``.
+        Raises NotFound for an unknown secret or version, InvalidInput for a bad reference."""
+        validate_key_name(key)
+        if version is not None and version < 1:
+            raise InvalidInput("version must be a positive integer", field="version")
+        with self._engine.begin() as conn:
+            found, env = require_scope(conn, ctx.actor, project, environment)
+            row = secret_store.find_secret(conn, env.id, key)
+            if row is None:
+                raise _not_found(key, environment)
+            stored = secret_store.get_version(conn, row.id, version or row.current_version)
+            if stored is None:
+                raise NotFound(f"secret {key!r} has no version {version}", field="version")
+            value = self._ops.read_stored(conn, ctx, found, env, key, stored, via="get")
+            if expand:
+                value = expand_secret(conn, ctx, self._ops, found, env, key, value)
+            return RevealedSecret(
+                key=key,
+                version=stored.version,
+                value=value,
+                created_at=stored.created_at,
+                comment=stored.comment,
+            )
+
+    def list_keys(self, ctx: CallContext, project: str, environment: str) -> list[SecretInfo]:
+        """Returns the environment's keys and versions, never values."""
+        with self._engine.begin() as conn:
+            _, env = require_scope(conn, ctx.actor, project, environment)
+            return secret_store.list_secrets(conn, env.id)
+
+    def delete(self, ctx: CallContext, project: str, environment: str, key: str) -> int:
+        """Destroys the secret and all its versions; returns how many versions were destroyed.
+        Raises NotFound when it does not exist."""
+        validate_key_name(key)
+        with self._engine.begin() as conn:
+            found, env = require_scope(conn, ctx.actor, project, environment)
+            row = secret_store.find_secret(conn, env.id, key, for_update=True)
+            if row is None:
+                raise _not_found(key, environment)
+            secret_store.delete_secret(conn, row.id)
+            self._ops.audit.append(
+                conn,
+                ctx,
+                Event.SECRET_DELETED,
+                project=found.name,
+                environment=env.name,
+                key=key,
+                metadata={"versions_destroyed": row.current_version},
+            )
+            return row.current_version
+
+    def history(
+        self, ctx: CallContext, project: str, environment: str, key: str
+    ) -> list[SecretVersionInfo]:
+        """Returns every version's metadata (author, time, comment), newest first."""
+        validate_key_name(key)
+        with self._engine.begin() as conn:
+            _, env = require_scope(conn, ctx.actor, project, environment)
+            row = secret_store.find_secret(conn, env.id, key)
+            if row is None:
+                raise _not_found(key, environment)
+            return secret_store.version_history(conn, row.id)
+
+    def rollback(
+        self,
+        ctx: CallContext,
+        project: str,
+        environment: str,
+        key: str,
+        *,
+        version: int,
+        comment: str | None = None,
+    ) -> WriteResult:
+        """Writes a new version carrying the value of ``version``. Raises NotFound when the
+        secret or version does not exist."""
+        validate_key_name(key)
+        if version < 1:
+            raise InvalidInput("version must be a positive integer", field="version")
+        with self._engine.begin() as conn:
+            found, env = require_scope(conn, ctx.actor, project, environment)
+            row = secret_store.find_secret(conn, env.id, key, for_update=True)
+            if row is None:
+                raise _not_found(key, environment)
+            stored = secret_store.get_version(conn, row.id, version)
+            if stored is None:
+                raise NotFound(f"secret {key!r} has no version {version}", field="version")
+            value = self._ops.read_stored(conn, ctx, found, env, key, stored, via="rollback")
+            return self._ops.write(
+                conn,
+                ctx,
+                found,
+                env,
+                key,
+                value,
+                comment=comment or f"rollback to version {version}",
+                metadata={"rolled_back_to": version},
+            )

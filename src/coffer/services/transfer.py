@@ -1,0 +1,162 @@
+"""Moving secrets in bulk: import, export, diff and promote between environments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from coffer.domain.errors import InvalidInput, NotFound
+from coffer.domain.events import Event
+from coffer.domain.models import (
+    CallContext,
+    Environment,
+    EnvironmentDiff,
+    ImportReport,
+    Project,
+    PromotionReport,
+)
+from coffer.domain.names import validate_key_name
+from coffer.domain.secret_value import SecretValue
+from coffer.services.lookup import require_environment, require_project, require_scope
+from coffer.services.reference_reader import expand_secret
+from coffer.services.secret_ops import Limits, SecretOps, validate_write
+from coffer.storage import secret_store
+
+
+class TransferService:
+    """Bulk operations; each is one transaction, so it happens whole or not at all."""
+
+    def __init__(self, engine: Engine, ops: SecretOps, limits: Limits) -> None:
+        self._engine = engine
+        self._ops = ops
+        self._limits = limits
+
+    def _plaintexts(
+        self, conn: sa.Connection, project: Project, env: Environment
+    ) -> dict[str, SecretValue]:
+        """Decrypts every current value of the environment without auditing (comparisons)."""
+        return {
+            key: self._ops.cipher.open(conn, project, env, key, stored)
+            for key, stored in secret_store.current_versions(conn, env.id).items()
+        }
+
+    def import_secrets(
+        self,
+        ctx: CallContext,
+        project: str,
+        environment: str,
+        values: Mapping[str, SecretValue],
+        *,
+        comment: str | None = None,
+    ) -> ImportReport:
+        """Writes every key; identical values are left alone. Validates everything first, so
+        one bad key or value rejects the whole import and changes nothing."""
+        if not values:
+            raise InvalidInput("the import contains no secrets", field="secrets")
+        for key, value in values.items():
+            validate_write(key, value, comment, self._limits)
+        report = ImportReport()
+        with self._engine.begin() as conn:
+            found, env = require_scope(conn, ctx.actor, project, environment)
+            for key in sorted(values):
+                result = self._ops.write(
+                    conn,
+                    ctx,
+                    found,
+                    env,
+                    key,
+                    values[key],
+                    comment=comment,
+                    skip_unchanged=True,
+                    metadata={"via": "import"},
+                )
+                getattr(report, result.outcome).append(key)
+        return report
+
+    def export(
+        self, ctx: CallContext, project: str, environment: str, *, expand: bool = True
+    ) -> dict[str, SecretValue]:
+        """Returns every current value (references expanded unless ``expand`` is False),
+        recording one ``secret.read`` per key."""
+        with self._engine.begin() as conn:
+            found, env = require_scope(conn, ctx.actor, project, environment)
+            values: dict[str, SecretValue] = {}
+            for key, stored in sorted(secret_store.current_versions(conn, env.id).items()):
+                value = self._ops.read_stored(conn, ctx, found, env, key, stored, via="export")
+                if expand:
+                    value = expand_secret(conn, ctx, self._ops, found, env, key, value)
+                values[key] = value
+            return values
+
+    def diff(self, ctx: CallContext, project: str, from_env: str, to_env: str) -> EnvironmentDiff:
+        """Compares two environments' keys and (raw) values; reports keys only, never values."""
+        with self._engine.begin() as conn:
+            found = require_project(conn, ctx.actor, project)
+            left = self._plaintexts(conn, found, require_environment(conn, found, from_env))
+            right = self._plaintexts(conn, found, require_environment(conn, found, to_env))
+            shared = sorted(left.keys() & right.keys())
+            result = EnvironmentDiff(
+                only_in_from=sorted(left.keys() - right.keys()),
+                only_in_to=sorted(right.keys() - left.keys()),
+                different=[k for k in shared if left[k] != right[k]],
+                same=[k for k in shared if left[k] == right[k]],
+            )
+            self._ops.audit.append(
+                conn,
+                ctx,
+                Event.ENVIRONMENT_DIFFED,
+                project=project,
+                environment=from_env,
+                metadata={"to": to_env, "keys_compared": len(left.keys() | right.keys())},
+            )
+            return result
+
+    def promote(
+        self,
+        ctx: CallContext,
+        project: str,
+        from_env: str,
+        to_env: str,
+        *,
+        keys: Iterable[str] | None = None,
+        overwrite: bool = False,
+        dry_run: bool = False,
+    ) -> PromotionReport:
+        """Copies values from one environment to another. A key absent in the target is
+        created; a differing one is updated with ``overwrite`` and skipped without it; an
+        identical one is skipped. With ``dry_run`` nothing is written. Raw values are copied,
+        so references resolve in the target environment."""
+        if from_env == to_env:
+            raise InvalidInput("--from and --to must name different environments", field="to")
+        wanted = sorted({validate_key_name(k, field="keys") for k in keys}) if keys else None
+        report = PromotionReport(dry_run=dry_run)
+        with self._engine.begin() as conn:
+            found = require_project(conn, ctx.actor, project)
+            source_env = require_environment(conn, found, from_env)
+            target_env = require_environment(conn, found, to_env)
+            source = self._plaintexts(conn, found, source_env)
+            target = self._plaintexts(conn, found, target_env)
+            missing = [k for k in wanted or [] if k not in source]
+            if missing:
+                raise NotFound(
+                    f"keys not found in {from_env!r}: {', '.join(missing)}", field="keys"
+                )
+            for key in wanted or sorted(source):
+                if key in target and (target[key] == source[key] or not overwrite):
+                    report.skipped.append(key)
+                    continue
+                (report.updated if key in target else report.created).append(key)
+                if not dry_run:
+                    self._ops.write(
+                        conn,
+                        ctx,
+                        found,
+                        target_env,
+                        key,
+                        source[key],
+                        comment=f"promoted from {from_env}",
+                        metadata={"via": "promote", "from": from_env},
+                    )
+        return report

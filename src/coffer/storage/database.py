@@ -1,0 +1,80 @@
+"""Engine creation for SQLite (embedded default) and PostgreSQL.
+
+SQLite runs in WAL mode with foreign keys on and ``secure_delete`` so deleted rows (destroyed
+data keys, deleted secret versions) are overwritten rather than left in free pages. Every SQLite
+transaction starts with ``BEGIN IMMEDIATE``: nearly every request writes an audit entry, and
+taking the write lock up front avoids lock-upgrade deadlocks between processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from coffer.domain.errors import ConfigError
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_path(url: sa.URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def _install_sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA secure_delete=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(database_url: str) -> Engine:
+    """Returns an engine for ``database_url``; raises ConfigError naming COFFER_DATABASE_URL
+    when the URL is malformed or a SQLite file's directory does not exist."""
+    try:
+        url = sa.make_url(database_url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"COFFER_DATABASE_URL is not a valid database URL: {exc}") from None
+    if url.get_backend_name() == "sqlite":
+        path = _sqlite_path(url)
+        if path is not None and not path.parent.is_dir():
+            raise ConfigError(
+                f"COFFER_DATABASE_URL points to {path}, whose directory does not exist"
+            )
+        engine = sa.create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=False)
+        _install_sqlite_pragmas(engine)
+        return engine
+    if url.get_backend_name() != "postgresql":
+        raise ConfigError("COFFER_DATABASE_URL must be a sqlite or postgresql URL")
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return sa.create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+
+
+def check_connection(engine: Engine) -> None:
+    """Opens one connection; raises ConfigError naming COFFER_DATABASE_URL when it fails."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ConfigError(
+            f"cannot open the database named by COFFER_DATABASE_URL "
+            f"({engine.url.render_as_string(hide_password=True)}): {reason}"
+        ) from None

@@ -1,0 +1,179 @@
+"""Secrets and their encrypted versions. Values are only ever ciphertext here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from coffer.domain.models import SecretInfo, SecretVersionInfo
+from coffer.storage.ids import new_id
+from coffer.storage.tables import secret_versions, secrets
+
+
+@dataclass(frozen=True)
+class SecretRow:
+    """A secret's row: its id and current version."""
+
+    id: str
+    key: str
+    current_version: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One encrypted version as stored."""
+
+    version: int
+    ciphertext: bytes
+    key_version: int
+    created_at: float
+    comment: str | None
+
+
+_SECRET_COLUMNS = (
+    secrets.c.id,
+    secrets.c.key,
+    secrets.c.current_version,
+    secrets.c.created_at,
+    secrets.c.updated_at,
+)
+
+
+def find_secret(
+    conn: sa.Connection, environment_id: str, key: str, *, for_update: bool = False
+) -> SecretRow | None:
+    """Returns the secret ``key`` of the environment, or None. ``for_update`` locks the row
+    (PostgreSQL) so concurrent writers number versions one after another."""
+    query = sa.select(*_SECRET_COLUMNS).where(
+        secrets.c.environment_id == environment_id, secrets.c.key == key
+    )
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return None if row is None else SecretRow(*row)
+
+
+def list_secrets(conn: sa.Connection, environment_id: str) -> list[SecretInfo]:
+    """Returns the environment's secrets (metadata only), sorted by key."""
+    rows = conn.execute(
+        sa.select(
+            secrets.c.key, secrets.c.current_version, secrets.c.created_at, secrets.c.updated_at
+        )
+        .where(secrets.c.environment_id == environment_id)
+        .order_by(secrets.c.key)
+    )
+    return [SecretInfo(*row) for row in rows]
+
+
+def insert_secret(conn: sa.Connection, *, environment_id: str, key: str, now: float) -> SecretRow:
+    """Creates a secret row at version 0 (its first version is added next)."""
+    row = SecretRow(id=new_id(), key=key, current_version=0, created_at=now, updated_at=now)
+    conn.execute(
+        sa.insert(secrets).values(
+            id=row.id,
+            environment_id=environment_id,
+            key=key,
+            current_version=0,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return row
+
+
+def insert_version(
+    conn: sa.Connection,
+    *,
+    secret_id: str,
+    version: int,
+    ciphertext: bytes,
+    key_version: int,
+    author_id: str,
+    author_kind: str,
+    comment: str | None,
+    now: float,
+) -> None:
+    """Appends an encrypted version and makes it current."""
+    conn.execute(
+        sa.insert(secret_versions).values(
+            secret_id=secret_id,
+            version=version,
+            ciphertext=ciphertext,
+            key_version=key_version,
+            author_id=author_id,
+            author_kind=author_kind,
+            comment=comment,
+            created_at=now,
+        )
+    )
+    conn.execute(
+        sa.update(secrets)
+        .where(secrets.c.id == secret_id)
+        .values(current_version=version, updated_at=now)
+    )
+
+
+_VERSION_QUERY = sa.select(
+    secret_versions.c.version,
+    secret_versions.c.ciphertext,
+    secret_versions.c.key_version,
+    secret_versions.c.created_at,
+    secret_versions.c.comment,
+).where(
+    secret_versions.c.secret_id == sa.bindparam("secret_id"),
+    secret_versions.c.version == sa.bindparam("version"),
+)
+
+
+def get_version(conn: sa.Connection, secret_id: str, version: int) -> StoredVersion | None:
+    """Returns one stored version, or None."""
+    row = conn.execute(_VERSION_QUERY, {"secret_id": secret_id, "version": version}).first()
+    return None if row is None else StoredVersion(*row)
+
+
+def current_versions(conn: sa.Connection, environment_id: str) -> dict[str, StoredVersion]:
+    """Returns every secret's current version in the environment, keyed by secret key."""
+    rows = conn.execute(
+        sa.select(
+            secrets.c.key,
+            secret_versions.c.version,
+            secret_versions.c.ciphertext,
+            secret_versions.c.key_version,
+            secret_versions.c.created_at,
+            secret_versions.c.comment,
+        )
+        .join(
+            secret_versions,
+            sa.and_(
+                secret_versions.c.secret_id == secrets.c.id,
+                secret_versions.c.version == secrets.c.current_version,
+            ),
+        )
+        .where(secrets.c.environment_id == environment_id)
+    )
+    return {row[0]: StoredVersion(*row[1:]) for row in rows}
+
+
+def version_history(conn: sa.Connection, secret_id: str) -> list[SecretVersionInfo]:
+    """Returns every version's metadata, newest first."""
+    rows = conn.execute(
+        sa.select(
+            secret_versions.c.version,
+            secret_versions.c.author_id,
+            secret_versions.c.author_kind,
+            secret_versions.c.created_at,
+            secret_versions.c.comment,
+        )
+        .where(secret_versions.c.secret_id == secret_id)
+        .order_by(secret_versions.c.version.desc())
+    )
+    return [SecretVersionInfo(*row) for row in rows]
+
+
+def delete_secret(conn: sa.Connection, secret_id: str) -> None:
+    """Destroys the secret and every one of its versions."""
+    conn.execute(sa.delete(secret_versions).where(secret_versions.c.secret_id == secret_id))
+    conn.execute(sa.delete(secrets).where(secrets.c.id == secret_id))

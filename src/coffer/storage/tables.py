@@ -1,0 +1,159 @@
+"""The relational schema, as SQLAlchemy Core tables. Alembic migrations create exactly this.
+
+Times are Unix seconds (float). Audit rows keep names, not foreign keys, so the log outlives
+the projects and secrets it speaks of.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _fk(column: str) -> sa.ForeignKey:
+    """A foreign key whose rows go when the parent goes."""
+    return sa.ForeignKey(column, ondelete="CASCADE")
+
+
+vault_meta = sa.Table(
+    "vault_meta",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column(
+        "org_id",
+        sa.String(26),
+        _fk("organizations.id"),
+        nullable=False,
+    ),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("identity_id", sa.String(26), nullable=False),
+    sa.Column("identity_kind", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column(
+        "org_id",
+        sa.String(26),
+        _fk("organizations.id"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("key_version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("org_id", "name"),
+)
+
+data_keys = sa.Table(
+    "data_keys",
+    metadata,
+    sa.Column(
+        "project_id",
+        sa.String(26),
+        _fk("projects.id"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("wrapped_key", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+environments = sa.Table(
+    "environments",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column(
+        "project_id",
+        sa.String(26),
+        _fk("projects.id"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column(
+        "environment_id",
+        sa.String(26),
+        _fk("environments.id"),
+        nullable=False,
+    ),
+    sa.Column("key", sa.String(256), nullable=False),
+    sa.Column("current_version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("environment_id", "key"),
+)
+
+secret_versions = sa.Table(
+    "secret_versions",
+    metadata,
+    sa.Column(
+        "secret_id",
+        sa.String(26),
+        _fk("secrets.id"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+    sa.Column("key_version", sa.Integer, nullable=False),
+    sa.Column("author_id", sa.String(26), nullable=False),
+    sa.Column("author_kind", sa.String(16), nullable=False),
+    sa.Column("comment", sa.String(1024), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(26), nullable=False, unique=True),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("actor_id", sa.String(26), nullable=True),
+    sa.Column("actor_kind", sa.String(16), nullable=True),
+    sa.Column("org_id", sa.String(26), nullable=True),
+    sa.Column("project", sa.String(64), nullable=True),
+    sa.Column("environment", sa.String(64), nullable=True),
+    sa.Column("key", sa.String(256), nullable=True),
+    sa.Column("source_ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(256), nullable=True),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Index("ix_audit_log_timestamp", "timestamp"),
+)
