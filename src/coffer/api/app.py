@@ -7,14 +7,14 @@ from starlette.types import ASGIApp
 
 from coffer import __version__
 from coffer.api.body_limit import BodyLimitMiddleware
+from coffer.api.context import BlockingRunner
 from coffer.api.errors import install_error_handlers
+from coffer.api.headers import NoStoreHeadersMiddleware
 from coffer.api.routes import environments, projects, secrets, system, transfer
 from coffer.services.container import Services
 
-_NO_STORE = [(b"cache-control", b"no-store")]
 
-
-def create_fastapi(services: Services) -> FastAPI:
+def create_fastapi(services: Services, *, inline_db: bool) -> FastAPI:
     """Returns the FastAPI app (OpenAPI at /openapi.json, docs at /docs) over ``services``."""
     app = FastAPI(
         title="coffer",
@@ -22,6 +22,7 @@ def create_fastapi(services: Services) -> FastAPI:
         description="Self-hosted secrets manager. Authenticate with `Authorization: Bearer`.",
     )
     app.state.services = services
+    app.state.runner = BlockingRunner(inline=inline_db)
     install_error_handlers(app)
     for module in (system, projects, environments, secrets, transfer):
         app.include_router(module.router)
@@ -30,4 +31,8 @@ def create_fastapi(services: Services) -> FastAPI:
 
 def create_app(services: Services, *, max_body_bytes: int) -> ASGIApp:
     """Returns the app wrapped in the body-size limit, ready for an ASGI server."""
-    return BodyLimitMiddleware(create_fastapi(services), limit=max_body_bytes)
+    inline_db = services.engine.dialect.name == "sqlite"
+    return BodyLimitMiddleware(
+        NoStoreHeadersMiddleware(create_fastapi(services, inline_db=inline_db)),
+        limit=max_body_bytes,
+    )

@@ -36,6 +36,11 @@ class Keyring:
         """Returns the unwrapped data key ``version``; raises DecryptionFailed when it was
         destroyed or does not unwrap under this root key."""
         wrapped = project_store.get_wrapped_data_key(conn, project.id, version)
+        return self.unwrap(project, version, wrapped)
+
+    def unwrap(self, project: Project, version: int, wrapped: bytes | None) -> DataKey:
+        """Returns the data key from its wrapped form (fetched by the caller); raises
+        DecryptionFailed when ``wrapped`` is None (destroyed) or does not unwrap."""
         if wrapped is None:
             raise DecryptionFailed()
         return self._kek.unwrap(

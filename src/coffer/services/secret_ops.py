@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from coffer.audit.writer import AuditWriter
 from coffer.crypto.aad import secret_version_aad
+from coffer.crypto.keys import DataKey
 from coffer.domain.errors import InvalidInput, TooLarge
 from coffer.domain.events import Event
 from coffer.domain.models import CallContext, Environment, Project, WriteResult
@@ -18,7 +19,7 @@ from coffer.domain.names import validate_key_name
 from coffer.domain.secret_value import SecretValue
 from coffer.services.keyring import Keyring
 from coffer.storage import secret_store
-from coffer.storage.secret_store import StoredVersion
+from coffer.storage.secret_store import ReadBundle, StoredVersion
 
 MAX_COMMENT_LENGTH = 1024
 
@@ -87,6 +88,18 @@ class SecretCipher:
     ) -> SecretValue:
         """Returns the plaintext of a stored version; raises DecryptionFailed when it does not
         open (tampered, moved to another row, or its data key destroyed)."""
+        data_key = self._keyring.data_key(conn, project, stored.key_version)
+        return self.open_with(data_key, project, env, key, stored)
+
+    def open_with(
+        self,
+        data_key: DataKey,
+        project: Project,
+        env: Environment,
+        key: str,
+        stored: StoredVersion,
+    ) -> SecretValue:
+        """Like ``open`` with the version's data key already in hand."""
         aad = secret_version_aad(
             org_id=project.org_id,
             project_id=project.id,
@@ -95,10 +108,13 @@ class SecretCipher:
             version=stored.version,
             key_version=stored.key_version,
         )
-        plaintext = self._keyring.data_key(conn, project, stored.key_version).open(
-            stored.ciphertext, aad
-        )
-        return SecretValue(plaintext.decode("utf-8"))
+        return SecretValue(data_key.open(stored.ciphertext, aad).decode("utf-8"))
+
+    def open_bundle(self, bundle: ReadBundle, key: str) -> SecretValue:
+        """Opens the version of a one-query read bundle."""
+        stored = bundle.stored
+        data_key = self._keyring.unwrap(bundle.project, stored.key_version, bundle.wrapped_key)
+        return self.open_with(data_key, bundle.project, bundle.environment, key, stored)
 
 
 class SecretOps:
@@ -168,6 +184,21 @@ class SecretOps:
     ) -> SecretValue:
         """Decrypts a stored version and records ``secret.read`` (``via`` says how)."""
         value = self.cipher.open(conn, project, env, key, stored)
+        self.record_read(conn, ctx, project, env, key, stored, via=via)
+        return value
+
+    def record_read(
+        self,
+        conn: sa.Connection,
+        ctx: CallContext,
+        project: Project,
+        env: Environment,
+        key: str,
+        stored: StoredVersion,
+        *,
+        via: str,
+    ) -> None:
+        """Appends the ``secret.read`` entry for a value about to leave the service."""
         self.audit.append(
             conn,
             ctx,
@@ -177,4 +208,3 @@ class SecretOps:
             key=key,
             metadata={"version": stored.version, "via": via},
         )
-        return value

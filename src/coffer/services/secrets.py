@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from coffer.domain.errors import InvalidInput, NotFound
+from coffer.domain.errors import CofferError, InvalidInput, NotFound
 from coffer.domain.events import Event
 from coffer.domain.models import (
     CallContext,
@@ -66,14 +67,19 @@ class SecretService:
         if version is not None and version < 1:
             raise InvalidInput("version must be a positive integer", field="version")
         with self._engine.begin() as conn:
-            found, env = require_scope(conn, ctx.actor, project, environment)
-            row = secret_store.find_secret(conn, env.id, key)
-            if row is None:
-                raise _not_found(key, environment)
-            stored = secret_store.get_version(conn, row.id, version or row.current_version)
-            if stored is None:
-                raise NotFound(f"secret {key!r} has no version {version}", field="version")
-            value = self._ops.read_stored(conn, ctx, found, env, key, stored, via="get")
+            bundle = secret_store.fetch_for_read(
+                conn,
+                org_id=ctx.actor.org_id,
+                project=project,
+                environment=environment,
+                key=key,
+                version=version,
+            )
+            if bundle is None:
+                raise self._why_missing(conn, ctx, project, environment, key, version)
+            found, env, stored = bundle.project, bundle.environment, bundle.stored
+            value = self._ops.cipher.open_bundle(bundle, key)
+            self._ops.record_read(conn, ctx, found, env, key, stored, via="get")
             if expand:
                 value = expand_secret(conn, ctx, self._ops, found, env, key, value)
             return RevealedSecret(
@@ -83,6 +89,22 @@ class SecretService:
                 created_at=stored.created_at,
                 comment=stored.comment,
             )
+
+    @staticmethod
+    def _why_missing(
+        conn: sa.Connection,
+        ctx: CallContext,
+        project: str,
+        environment: str,
+        key: str,
+        version: int | None,
+    ) -> CofferError:
+        """Returns the error naming what a failed one-query read lacked (project, environment,
+        secret or version)."""
+        _, env = require_scope(conn, ctx.actor, project, environment)
+        if secret_store.find_secret(conn, env.id, key) is None:
+            return _not_found(key, environment)
+        return NotFound(f"secret {key!r} has no version {version}", field="version")
 
     def list_keys(self, ctx: CallContext, project: str, environment: str) -> list[SecretInfo]:
         """Returns the environment's keys and versions, never values."""

@@ -3,7 +3,8 @@
 SQLite runs in WAL mode with foreign keys on and ``secure_delete`` so deleted rows (destroyed
 data keys, deleted secret versions) are overwritten rather than left in free pages. Every SQLite
 transaction starts with ``BEGIN IMMEDIATE``: nearly every request writes an audit entry, and
-taking the write lock up front avoids lock-upgrade deadlocks between processes.
+taking the write lock up front avoids lock-upgrade deadlocks between processes. The engine keeps
+a single connection (see ``create_engine``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def create_engine(database_url: str) -> Engine:
             raise ConfigError(
                 f"COFFER_DATABASE_URL points to {path}, whose directory does not exist"
             )
-        engine = sa.create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=False)
+        # One connection: SQLite has one writer, and nearly every request writes (its audit
+        # entry). Threads queue on the pool instead of spinning in SQLite's busy handler.
+        engine = sa.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=30)
         _install_sqlite_pragmas(engine)
         return engine
     if url.get_backend_name() != "postgresql":

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
-from coffer.domain.models import SecretInfo, SecretVersionInfo
+from coffer.domain.models import Environment, Project, SecretInfo, SecretVersionInfo
 from coffer.storage.ids import new_id
-from coffer.storage.tables import secret_versions, secrets
+from coffer.storage.tables import data_keys, environments, projects, secret_versions, secrets
 
 
 @dataclass(frozen=True)
@@ -177,3 +178,91 @@ def delete_secret(conn: sa.Connection, secret_id: str) -> None:
     """Destroys the secret and every one of its versions."""
     conn.execute(sa.delete(secret_versions).where(secret_versions.c.secret_id == secret_id))
     conn.execute(sa.delete(secrets).where(secrets.c.id == secret_id))
+
+
+@dataclass(frozen=True)
+class ReadBundle:
+    """Everything one read needs, fetched in one query: where the secret lives, the stored
+    version and its wrapped data key (None when the key was destroyed)."""
+
+    project: Project
+    environment: Environment
+    stored: StoredVersion
+    wrapped_key: bytes | None
+
+
+def _read_query() -> sa.Select[Any]:
+    version = sa.func.coalesce(sa.bindparam("version", type_=sa.Integer), secrets.c.current_version)
+    return (
+        sa.select(
+            projects.c.id,
+            projects.c.created_at,
+            projects.c.key_version,
+            environments.c.id,
+            environments.c.created_at,
+            secret_versions.c.version,
+            secret_versions.c.ciphertext,
+            secret_versions.c.key_version,
+            secret_versions.c.created_at,
+            secret_versions.c.comment,
+            data_keys.c.wrapped_key,
+        )
+        .select_from(projects)
+        .join(environments, environments.c.project_id == projects.c.id)
+        .join(secrets, secrets.c.environment_id == environments.c.id)
+        .join(
+            secret_versions,
+            sa.and_(
+                secret_versions.c.secret_id == secrets.c.id, secret_versions.c.version == version
+            ),
+        )
+        .outerjoin(
+            data_keys,
+            sa.and_(
+                data_keys.c.project_id == projects.c.id,
+                data_keys.c.version == secret_versions.c.key_version,
+            ),
+        )
+        .where(
+            projects.c.org_id == sa.bindparam("org_id"),
+            projects.c.name == sa.bindparam("project"),
+            environments.c.name == sa.bindparam("environment"),
+            secrets.c.key == sa.bindparam("key"),
+        )
+    )
+
+
+_READ_QUERY = _read_query()
+
+
+def fetch_for_read(
+    conn: sa.Connection,
+    *,
+    org_id: str,
+    project: str,
+    environment: str,
+    key: str,
+    version: int | None,
+) -> ReadBundle | None:
+    """Returns the read bundle in one round trip, or None when any part is missing (the
+    caller then finds out which, for the error message)."""
+    row = conn.execute(
+        _READ_QUERY,
+        {
+            "org_id": org_id,
+            "project": project,
+            "environment": environment,
+            "key": key,
+            "version": version,
+        },
+    ).first()
+    if row is None:
+        return None
+    return ReadBundle(
+        project=Project(
+            id=row[0], org_id=org_id, name=project, created_at=row[1], key_version=row[2]
+        ),
+        environment=Environment(id=row[3], project_id=row[0], name=environment, created_at=row[4]),
+        stored=StoredVersion(*row[5:10]),
+        wrapped_key=row[10],
+    )

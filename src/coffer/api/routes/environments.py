@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from coffer.api.context import Caller, ServicesDep
+from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.serialize import environment_json
 
 router = APIRouter(prefix="/api/v1/projects/{project}/environments", tags=["environments"])
@@ -20,24 +20,28 @@ class EnvironmentCreate(BaseModel):
 
 
 @router.post("", status_code=201)
-def create_environment(
-    project: str, body: EnvironmentCreate, caller: Caller, services: ServicesDep
+async def create_environment(
+    project: str, body: EnvironmentCreate, caller: Caller, services: ServicesDep, run: Run
 ) -> dict[str, Any]:
     """Adds an environment to the project."""
-    return environment_json(services.projects.create_environment(caller, project, body.name))
+    return environment_json(
+        await run(services.projects.create_environment, caller, project, body.name)
+    )
 
 
 @router.get("")
-def list_environments(project: str, caller: Caller, services: ServicesDep) -> dict[str, Any]:
+async def list_environments(
+    project: str, caller: Caller, services: ServicesDep, run: Run
+) -> dict[str, Any]:
     """Lists the project's environments."""
-    envs = services.projects.list_environments(caller, project)
+    envs = await run(services.projects.list_environments, caller, project)
     return {"environments": [environment_json(env) for env in envs]}
 
 
 @router.delete("/{environment}", status_code=204)
-def delete_environment(
-    project: str, environment: str, caller: Caller, services: ServicesDep
+async def delete_environment(
+    project: str, environment: str, caller: Caller, services: ServicesDep, run: Run
 ) -> Response:
     """Deletes the environment and every secret in it. Irreversible."""
-    services.projects.delete_environment(caller, project, environment)
+    await run(services.projects.delete_environment, caller, project, environment)
     return Response(status_code=204)

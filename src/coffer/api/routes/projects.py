@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from coffer.api.context import Caller, ServicesDep
+from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.serialize import project_json
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
@@ -20,27 +20,33 @@ class ProjectCreate(BaseModel):
 
 
 @router.post("", status_code=201)
-def create_project(body: ProjectCreate, caller: Caller, services: ServicesDep) -> dict[str, Any]:
+async def create_project(
+    body: ProjectCreate, caller: Caller, services: ServicesDep, run: Run
+) -> dict[str, Any]:
     """Creates a project with the environments development, staging and production."""
-    project, envs = services.projects.create(caller, body.name)
+    project, envs = await run(services.projects.create, caller, body.name)
     return project_json(project, envs)
 
 
 @router.get("")
-def list_projects(caller: Caller, services: ServicesDep) -> dict[str, Any]:
+async def list_projects(caller: Caller, services: ServicesDep, run: Run) -> dict[str, Any]:
     """Lists the organization's projects."""
-    return {"projects": [project_json(p) for p in services.projects.list_projects(caller)]}
+    return {
+        "projects": [project_json(p) for p in await run(services.projects.list_projects, caller)]
+    }
 
 
 @router.get("/{project}")
-def show_project(project: str, caller: Caller, services: ServicesDep) -> dict[str, Any]:
+async def show_project(
+    project: str, caller: Caller, services: ServicesDep, run: Run
+) -> dict[str, Any]:
     """Shows one project and its environments."""
-    found, envs = services.projects.get(caller, project)
+    found, envs = await run(services.projects.get, caller, project)
     return project_json(found, envs)
 
 
 @router.delete("/{project}", status_code=204)
-def delete_project(project: str, caller: Caller, services: ServicesDep) -> Response:
+async def delete_project(project: str, caller: Caller, services: ServicesDep, run: Run) -> Response:
     """Deletes the project, all its secrets and its data keys. Irreversible."""
-    services.projects.delete(caller, project)
+    await run(services.projects.delete, caller, project)
     return Response(status_code=204)

@@ -18,7 +18,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/api/v1/whoami", tags=["system"])
-def whoami(caller: Caller) -> dict[str, Any]:
+async def whoami(caller: Caller) -> dict[str, Any]:
     """Returns the identity behind the bearer token."""
     actor = caller.actor
     return {"id": actor.id, "kind": str(actor.kind), "org_id": actor.org_id, "name": actor.name}

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from coffer.api.context import Caller, ServicesDep
+from coffer.api.context import Caller, Run, ServicesDep
 from coffer.domain.errors import InvalidInput
 from coffer.domain.formats import parse_secrets_file, render
 from coffer.domain.secret_value import SecretValue
@@ -39,8 +39,13 @@ class PromoteBody(BaseModel):
 
 
 @router.post("/environments/{environment}/import")
-def import_secrets(
-    project: str, environment: str, body: ImportBody, caller: Caller, services: ServicesDep
+async def import_secrets(
+    project: str,
+    environment: str,
+    body: ImportBody,
+    caller: Caller,
+    services: ServicesDep,
+    run: Run,
 ) -> dict[str, Any]:
     """Writes many secrets at once, all or nothing; identical values are left alone."""
     if (body.secrets is None) == (body.content is None):
@@ -49,18 +54,19 @@ def import_secrets(
     if raw is None:
         raw = parse_secrets_file(body.content or "", filename=None, fmt=body.format)
     values = {key: SecretValue(value) for key, value in raw.items()}
-    report = services.transfer.import_secrets(
-        caller, project, environment, values, comment=body.comment
+    report = await run(
+        services.transfer.import_secrets, caller, project, environment, values, comment=body.comment
     )
     return {"created": report.created, "updated": report.updated, "unchanged": report.unchanged}
 
 
 @router.get("/environments/{environment}/export")
-def export_secrets(
+async def export_secrets(
     project: str,
     environment: str,
     caller: Caller,
     services: ServicesDep,
+    run: Run,
     format: str = Query(default="json", description="dotenv, json or yaml"),
     expand: bool = Query(default=True, description="Expand ${...} references"),
 ) -> Response:
@@ -68,25 +74,22 @@ def export_secrets(
     In dotenv, keys become variable names by the ``coffer run`` rule."""
     if format not in _MEDIA_TYPES:
         raise InvalidInput("format must be one of dotenv, json, yaml", field="format")
-    values = services.transfer.export(caller, project, environment, expand=expand)
+    values = await run(services.transfer.export, caller, project, environment, expand=expand)
     text = render({key: value.reveal() for key, value in values.items()}, format)
-    return Response(
-        content=text,
-        media_type=_MEDIA_TYPES[format],
-        headers={"Cache-Control": "no-store"},
-    )
+    return Response(content=text, media_type=_MEDIA_TYPES[format])
 
 
 @router.get("/diff")
-def diff_environments(
+async def diff_environments(
     project: str,
     caller: Caller,
     services: ServicesDep,
+    run: Run,
     from_env: str = Query(alias="from"),
     to_env: str = Query(alias="to"),
 ) -> dict[str, Any]:
     """Keys only in one environment and keys whose values differ. No values."""
-    result = services.transfer.diff(caller, project, from_env, to_env)
+    result = await run(services.transfer.diff, caller, project, from_env, to_env)
     return {
         "from": from_env,
         "to": to_env,
@@ -98,11 +101,12 @@ def diff_environments(
 
 
 @router.post("/promote")
-def promote(
-    project: str, body: PromoteBody, caller: Caller, services: ServicesDep
+async def promote(
+    project: str, body: PromoteBody, caller: Caller, services: ServicesDep, run: Run
 ) -> dict[str, Any]:
     """Copies values between environments and reports created, updated and skipped keys."""
-    report = services.transfer.promote(
+    report = await run(
+        services.transfer.promote,
         caller,
         project,
         body.from_env,
