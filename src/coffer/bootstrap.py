@@ -12,6 +12,7 @@ from coffer.config import Settings
 from coffer.crypto.keys import RootKey, load_root_key, write_root_key_file
 from coffer.services.auth import Authenticator
 from coffer.services.container import Services
+from coffer.services.fast_read import FastSecretReader
 from coffer.services.keyring import Keyring
 from coffer.services.projects import ProjectService
 from coffer.services.secret_ops import Limits, SecretCipher, SecretOps
@@ -39,13 +40,15 @@ def build_services(settings: Settings) -> Services:
     audit = AuditWriter()
     keyring = Keyring(kek)
     limits = Limits(max_value_bytes=settings.max_value_bytes)
-    ops = SecretOps(SecretCipher(keyring), audit)
+    cipher = SecretCipher(keyring)
+    ops = SecretOps(cipher, audit)
     return Services(
         engine=engine,
         auth=Authenticator(engine),
         projects=ProjectService(engine, keyring, audit),
         secrets=SecretService(engine, ops, limits),
         transfer=TransferService(engine, ops, limits),
+        fast_reader=FastSecretReader(engine, cipher, audit),
     )
 
 

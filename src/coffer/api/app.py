@@ -9,6 +9,7 @@ from coffer import __version__
 from coffer.api.body_limit import BodyLimitMiddleware
 from coffer.api.context import BlockingRunner
 from coffer.api.errors import install_error_handlers
+from coffer.api.fast_read import FastReadMiddleware
 from coffer.api.headers import NoStoreHeadersMiddleware
 from coffer.api.routes import environments, projects, secrets, system, transfer
 from coffer.services.container import Services
@@ -32,7 +33,6 @@ def create_fastapi(services: Services, *, inline_db: bool) -> FastAPI:
 def create_app(services: Services, *, max_body_bytes: int) -> ASGIApp:
     """Returns the app wrapped in the body-size limit, ready for an ASGI server."""
     inline_db = services.engine.dialect.name == "sqlite"
-    return BodyLimitMiddleware(
-        NoStoreHeadersMiddleware(create_fastapi(services, inline_db=inline_db)),
-        limit=max_body_bytes,
-    )
+    app = create_fastapi(services, inline_db=inline_db)
+    fast = FastReadMiddleware(app, services.fast_reader, app.state.runner)
+    return BodyLimitMiddleware(NoStoreHeadersMiddleware(fast), limit=max_body_bytes)

@@ -7,23 +7,68 @@ there is no parameter through which a secret value could travel.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from coffer.domain.events import Event, Result
 from coffer.domain.models import CallContext
 from coffer.storage.ids import new_id
+from coffer.storage.raw_statements import CompiledStatement, RawTransaction
 from coffer.storage.tables import audit_log
 
 _MAX_USER_AGENT = 256
 
 _INSERT = sa.insert(audit_log)
+_INSERT_ALL_COLUMNS = (
+    sa.insert(audit_log)
+    .values({c.name: sa.bindparam(c.name) for c in audit_log.c if c.name != "seq"})
+    .inline()
+)
+
+Metadata = Mapping[str, str | int | float | bool | None]
 
 
 class AuditWriter:
     """Appends audit entries. Later issues make the log tamper-evident behind this interface."""
+
+    def __init__(self) -> None:
+        self._raw_inserts: dict[str, CompiledStatement] = {}
+
+    @staticmethod
+    def entry(
+        ctx: CallContext | None,
+        action: Event,
+        *,
+        project: str | None = None,
+        environment: str | None = None,
+        key: str | None = None,
+        result: Result = Result.SUCCESS,
+        metadata: Metadata | None = None,
+        org_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Returns the row of one entry (names and metadata only; no value can enter)."""
+        actor = ctx.actor if ctx else None
+        user_agent = (ctx.user_agent or "")[:_MAX_USER_AGENT] if ctx else ""
+        return {
+            "id": new_id(),
+            "timestamp": time.time(),
+            "action": str(action),
+            "actor_id": actor.id if actor else None,
+            "actor_kind": str(actor.kind) if actor else None,
+            "org_id": actor.org_id if actor else org_id,
+            "project": project,
+            "environment": environment,
+            "key": key,
+            "source_ip": ctx.source_ip if ctx else None,
+            "user_agent": user_agent or None,
+            "result": str(result),
+            "metadata": dict(metadata or {}),
+        }
 
     def append(
         self,
@@ -35,28 +80,28 @@ class AuditWriter:
         environment: str | None = None,
         key: str | None = None,
         result: Result = Result.SUCCESS,
-        metadata: Mapping[str, str | int | float | bool | None] | None = None,
+        metadata: Metadata | None = None,
         org_id: str | None = None,
     ) -> str:
-        """Appends one entry and returns its id."""
-        entry_id = new_id()
-        actor = ctx.actor if ctx else None
-        conn.execute(
-            _INSERT,
-            {
-                "id": entry_id,
-                "timestamp": time.time(),
-                "action": str(action),
-                "actor_id": actor.id if actor else None,
-                "actor_kind": str(actor.kind) if actor else None,
-                "org_id": actor.org_id if actor else org_id,
-                "project": project,
-                "environment": environment,
-                "key": key,
-                "source_ip": ctx.source_ip if ctx else None,
-                "user_agent": (ctx.user_agent or "")[:_MAX_USER_AGENT] or None if ctx else None,
-                "result": str(result),
-                "metadata": dict(metadata or {}),
-            },
+        """Appends one entry on the caller's connection and returns its id."""
+        row = self.entry(
+            ctx,
+            action,
+            project=project,
+            environment=environment,
+            key=key,
+            result=result,
+            metadata=metadata,
+            org_id=org_id,
         )
+        conn.execute(_INSERT, row)
+        entry_id: str = row["id"]
         return entry_id
+
+    def append_raw(self, engine: Engine, tx: RawTransaction, row: dict[str, Any]) -> None:
+        """Appends an ``entry()`` row inside a driver-level transaction (the hot read path)."""
+        statement = self._raw_inserts.get(engine.dialect.name)
+        if statement is None:
+            statement = CompiledStatement(_INSERT_ALL_COLUMNS, engine)
+            self._raw_inserts[engine.dialect.name] = statement
+        tx.execute(statement, {**row, "metadata": json.dumps(row["metadata"])})

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from coffer.services.auth import Authenticator
+from coffer.services.fast_read import FastSecretReader
 from coffer.services.projects import ProjectService
 from coffer.services.secrets import SecretService
 from coffer.services.transfer import TransferService
@@ -21,6 +22,7 @@ class Services:
     projects: ProjectService
     secrets: SecretService
     transfer: TransferService
+    fast_reader: FastSecretReader
 
     def close(self) -> None:
         """Releases database connections."""

@@ -232,7 +232,21 @@ def _read_query() -> sa.Select[Any]:
     )
 
 
-_READ_QUERY = _read_query()
+READ_QUERY = _read_query()
+
+
+def read_bundle_from_row(
+    row: tuple[Any, ...], *, org_id: str, project: str, environment: str
+) -> ReadBundle:
+    """Builds a ReadBundle from one row of ``READ_QUERY``."""
+    return ReadBundle(
+        project=Project(
+            id=row[0], org_id=org_id, name=project, created_at=row[1], key_version=row[2]
+        ),
+        environment=Environment(id=row[3], project_id=row[0], name=environment, created_at=row[4]),
+        stored=StoredVersion(*row[5:10]),
+        wrapped_key=row[10],
+    )
 
 
 def fetch_for_read(
@@ -247,7 +261,7 @@ def fetch_for_read(
     """Returns the read bundle in one round trip, or None when any part is missing (the
     caller then finds out which, for the error message)."""
     row = conn.execute(
-        _READ_QUERY,
+        READ_QUERY,
         {
             "org_id": org_id,
             "project": project,
@@ -258,11 +272,4 @@ def fetch_for_read(
     ).first()
     if row is None:
         return None
-    return ReadBundle(
-        project=Project(
-            id=row[0], org_id=org_id, name=project, created_at=row[1], key_version=row[2]
-        ),
-        environment=Environment(id=row[3], project_id=row[0], name=environment, created_at=row[4]),
-        stored=StoredVersion(*row[5:10]),
-        wrapped_key=row[10],
-    )
+    return read_bundle_from_row(tuple(row), org_id=org_id, project=project, environment=environment)

@@ -65,7 +65,7 @@ def insert_token(
     return token_id
 
 
-_ACTIVE_TOKEN = sa.select(
+ACTIVE_TOKEN_QUERY = sa.select(
     api_tokens.c.id,
     api_tokens.c.org_id,
     api_tokens.c.kind,
@@ -81,7 +81,7 @@ _ACTIVE_TOKEN = sa.select(
 
 def find_active_token(conn: sa.Connection, token_hash: str, now: float) -> TokenRecord | None:
     """Returns the unrevoked, unexpired token with this hash, or None."""
-    row = conn.execute(_ACTIVE_TOKEN, {"token_hash": token_hash, "now": now}).first()
+    row = conn.execute(ACTIVE_TOKEN_QUERY, {"token_hash": token_hash, "now": now}).first()
     if row is None:
         return None
     return TokenRecord(*row)

@@ -11,9 +11,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from coffer.api.context import Caller, Run, ServicesDep
+from coffer.api.key_path import register_secret_key_convertor
 from coffer.api.serialize import revealed_json, secret_info_json, version_json, write_json
 from coffer.domain.secret_value import SecretValue
 
+register_secret_key_convertor()
 router = APIRouter(prefix="/api/v1/projects/{project}/environments/{environment}", tags=["secrets"])
 
 
@@ -40,7 +42,7 @@ async def list_secrets(
     return {"secrets": [secret_info_json(info) for info in infos]}
 
 
-@router.put("/secrets/{key:path}")
+@router.put("/secrets/{key:secretkey}")
 async def set_secret(
     project: str,
     environment: str,
@@ -63,7 +65,7 @@ async def set_secret(
     return write_json(result)
 
 
-@router.get("/secrets/{key:path}")
+@router.get("/secrets/{key:secretkey}")
 async def get_secret(
     project: str,
     environment: str,
@@ -81,7 +83,7 @@ async def get_secret(
     return revealed_json(secret)
 
 
-@router.delete("/secrets/{key:path}")
+@router.delete("/secrets/{key:secretkey}")
 async def delete_secret(
     project: str, environment: str, key: str, caller: Caller, services: ServicesDep, run: Run
 ) -> dict[str, Any]:
@@ -90,7 +92,7 @@ async def delete_secret(
     return {"key": key, "deleted": True, "versions_destroyed": destroyed}
 
 
-@router.get("/history/{key:path}")
+@router.get("/history/{key:secretkey}")
 async def secret_history(
     project: str, environment: str, key: str, caller: Caller, services: ServicesDep, run: Run
 ) -> dict[str, Any]:
@@ -99,7 +101,7 @@ async def secret_history(
     return {"key": key, "versions": [version_json(v) for v in versions]}
 
 
-@router.post("/rollback/{key:path}")
+@router.post("/rollback/{key:secretkey}")
 async def rollback_secret(
     project: str,
     environment: str,

@@ -67,10 +67,13 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to a file (mode 0600).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Print every secret of an environment as dotenv, JSON or YAML."""
     import os
 
+    if as_json:
+        fmt = "json"
     if fmt not in ("dotenv", "json", "yaml"):
         raise InvalidInput("--format must be one of dotenv, json, yaml", field="format")
     with api() as client:
