@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import sqlalchemy as sa
 
 from coffer.crypto.aad import data_key_aad
@@ -11,11 +14,21 @@ from coffer.domain.models import Project
 from coffer.storage import project_store
 
 
+UNWRAPPED_CACHE_SIZE = 1024
+
+
 class Keyring:
-    """Owns the key-encryption key (memory only) and the wrapping of project data keys."""
+    """Owns the key-encryption key (memory only) and the wrapping of project data keys.
+
+    Unwrapped data keys are cached by (project, version, wrapped bytes). Callers always fetch
+    the wrapped key from the database first, so a destroyed or replaced key is never served
+    from the cache: crypto-shredding holds without any invalidation.
+    """
 
     def __init__(self, kek: KeyEncryptionKey) -> None:
         self._kek = kek
+        self._unwrapped: OrderedDict[tuple[str, int, bytes], DataKey] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "Keyring(<key-encryption key hidden>)"
@@ -43,7 +56,24 @@ class Keyring:
         DecryptionFailed when ``wrapped`` is None (destroyed) or does not unwrap."""
         if wrapped is None:
             raise DecryptionFailed()
-        return self._kek.unwrap(
+        cache_key = (project.id, version, bytes(wrapped))
+        with self._lock:
+            cached = self._unwrapped.get(cache_key)
+            if cached is not None:
+                self._unwrapped.move_to_end(cache_key)
+                return cached
+        data_key = self._kek.unwrap(
             wrapped,
             data_key_aad(org_id=project.org_id, project_id=project.id, key_version=version),
         )
+        with self._lock:
+            self._unwrapped[cache_key] = data_key
+            if len(self._unwrapped) > UNWRAPPED_CACHE_SIZE:
+                self._unwrapped.popitem(last=False)
+        return data_key
+
+    def forget(self, project: Project) -> None:
+        """Drops the project's unwrapped keys from memory (on project deletion)."""
+        with self._lock:
+            for cache_key in [k for k in self._unwrapped if k[0] == project.id]:
+                del self._unwrapped[cache_key]

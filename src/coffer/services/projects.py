@@ -71,6 +71,7 @@ class ProjectService:
         with self._engine.begin() as conn:
             project = require_project(conn, ctx.actor, name)
             project_store.delete_project(conn, project.id)
+            self._keyring.forget(project)
             self._audit.append(
                 conn,
                 ctx,
