@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from coffer.domain.errors import (
     AccessDenied,
@@ -63,7 +64,23 @@ def _coffer_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Routing errors (no such route, wrong method) in the same shape as every other error."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = "no such API route" if exc.status_code == 404 else str(exc.detail)
+    return JSONResponse(
+        {"error": {"code": code, "message": message}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Registers the handlers that turn errors into JSON responses."""
     app.add_exception_handler(CofferError, _coffer_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -18,7 +18,7 @@ from coffer.api.context import BlockingRunner
 from coffer.api.serialize import revealed_json
 from coffer.services.fast_read import FastSecretReader
 
-_PATH = re.compile(r"^/api/v1/projects/([^/]+)/environments/([^/]+)/secrets/(.+)$")
+_PATH = re.compile(r"/api/v1/projects/([^/]+)/environments/([^/]+)/secrets/([\s\S]+)")
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -48,7 +48,7 @@ class FastReadMiddleware:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
             await self.app(scope, receive, send)
             return
-        match = _PATH.match(scope["path"])
+        match = _PATH.fullmatch(scope["path"])
         token = _bearer(scope) if match else None
         if match is None or not token:
             await self.app(scope, receive, send)

@@ -19,8 +19,6 @@ class Event(StrEnum):
     SECRET_UPDATED = "secret.updated"
     SECRET_READ = "secret.read"
     SECRET_DELETED = "secret.deleted"
-    SECRET_ROLLED_BACK = "secret.rolled_back"
-    KEY_CREATED = "key.created"
 
 
 class Result(StrEnum):

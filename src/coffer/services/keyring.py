@@ -13,7 +13,6 @@ from coffer.domain.errors import DecryptionFailed
 from coffer.domain.models import Project
 from coffer.storage import project_store
 
-
 UNWRAPPED_CACHE_SIZE = 1024
 
 

@@ -15,6 +15,7 @@ from coffer.domain.names import validate_resource_name
 from coffer.services.keyring import Keyring
 from coffer.services.lookup import require_environment, require_project
 from coffer.storage import project_store
+from coffer.storage.database import scrub_deleted
 
 
 class ProjectService:
@@ -79,6 +80,7 @@ class ProjectService:
                 project=name,
                 metadata={"data_keys_destroyed": project.key_version},
             )
+        scrub_deleted(self._engine)
 
     def create_environment(self, ctx: CallContext, project: str, name: str) -> Environment:
         """Adds an environment; raises NotFound for the project, Conflict when it exists."""
@@ -118,3 +120,4 @@ class ProjectService:
             self._audit.append(
                 conn, ctx, Event.ENVIRONMENT_DELETED, project=project, environment=name
             )
+        scrub_deleted(self._engine)

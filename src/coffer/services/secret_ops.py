@@ -22,6 +22,7 @@ from coffer.storage import secret_store
 from coffer.storage.secret_store import ReadBundle, StoredVersion
 
 MAX_COMMENT_LENGTH = 1024
+MAX_VERSION = 2_147_483_647  # the database's integer range
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ def validate_write(key: str, value: SecretValue, comment: str | None, limits: Li
     """Raises InvalidInput/TooLarge naming the field when the key, value or comment breaks a
     rule; returns None when the write may go ahead."""
     validate_key_name(key)
+    _require_utf8(value.reveal(), "value")
     if len(value) > limits.max_value_bytes:
         raise TooLarge(
             f"value of {key!r} is {len(value)} bytes; the limit is {limits.max_value_bytes} bytes "
@@ -43,10 +45,24 @@ def validate_write(key: str, value: SecretValue, comment: str | None, limits: Li
         )
     if "\x00" in value.reveal():
         raise InvalidInput("value must not contain NUL characters", field="value")
-    if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
+    if comment is not None:
+        _require_utf8(comment, "comment")
+        if "\x00" in comment:
+            raise InvalidInput("comment must not contain NUL characters", field="comment")
+        if len(comment) > MAX_COMMENT_LENGTH:
+            raise InvalidInput(
+                f"comment must be at most {MAX_COMMENT_LENGTH} characters", field="comment"
+            )
+
+
+def _require_utf8(text: str, field: str) -> None:
+    """Raises InvalidInput when ``text`` cannot be stored as UTF-8 (lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
         raise InvalidInput(
-            f"comment must be at most {MAX_COMMENT_LENGTH} characters", field="comment"
-        )
+            f"{field} must be valid Unicode text (it contains a lone surrogate)", field=field
+        ) from None
 
 
 class SecretCipher:
@@ -140,10 +156,8 @@ class SecretOps:
         """Appends a new version of ``key`` (creating the secret if needed) and audits it.
         With ``skip_unchanged`` an identical current value writes nothing ("unchanged")."""
         now = time.time()
-        row = secret_store.find_secret(conn, env.id, key, for_update=True)
-        if row is None:
-            row = secret_store.insert_secret(conn, environment_id=env.id, key=key, now=now)
-        elif skip_unchanged:
+        row = secret_store.ensure_secret(conn, environment_id=env.id, key=key, now=now)
+        if skip_unchanged and row.current_version > 0:
             current = secret_store.get_version(conn, row.id, row.current_version)
             if current is not None and self.cipher.open(conn, project, env, key, current) == value:
                 return WriteResult(key=key, outcome="unchanged", version=row.current_version)

@@ -18,8 +18,19 @@ from coffer.domain.names import validate_key_name
 from coffer.domain.secret_value import SecretValue
 from coffer.services.lookup import require_scope
 from coffer.services.reference_reader import expand_secret
-from coffer.services.secret_ops import Limits, SecretOps, validate_write
+from coffer.services.secret_ops import MAX_VERSION, Limits, SecretOps, validate_write
 from coffer.storage import secret_store
+from coffer.storage.database import scrub_deleted
+
+
+def _check_version(key: str, version: int | None) -> None:
+    """Raises InvalidInput for a version below 1 and NotFound for one no secret can have."""
+    if version is None:
+        return
+    if version < 1:
+        raise InvalidInput("version must be a positive integer", field="version")
+    if version > MAX_VERSION:
+        raise NotFound(f"secret {key!r} has no version {version}", field="version")
 
 
 def _not_found(key: str, environment: str) -> NotFound:
@@ -64,8 +75,7 @@ class SecretService:
         """Returns the current (or given) version with its value, recording ``secret.read``.
         Raises NotFound for an unknown secret or version, InvalidInput for a bad reference."""
         validate_key_name(key)
-        if version is not None and version < 1:
-            raise InvalidInput("version must be a positive integer", field="version")
+        _check_version(key, version)
         with self._engine.begin() as conn:
             bundle = secret_store.fetch_for_read(
                 conn,
@@ -131,7 +141,8 @@ class SecretService:
                 key=key,
                 metadata={"versions_destroyed": row.current_version},
             )
-            return row.current_version
+        scrub_deleted(self._engine)
+        return row.current_version
 
     def history(
         self, ctx: CallContext, project: str, environment: str, key: str
@@ -158,8 +169,7 @@ class SecretService:
         """Writes a new version carrying the value of ``version``. Raises NotFound when the
         secret or version does not exist."""
         validate_key_name(key)
-        if version < 1:
-            raise InvalidInput("version must be a positive integer", field="version")
+        _check_version(key, version)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
             row = secret_store.find_secret(conn, env.id, key, for_update=True)

@@ -81,3 +81,19 @@ def check_connection(engine: Engine) -> None:
             f"cannot open the database named by COFFER_DATABASE_URL "
             f"({engine.url.render_as_string(hide_password=True)}): {reason}"
         ) from None
+
+
+def scrub_deleted(engine: Engine) -> None:
+    """Makes deleted rows unrecoverable from the SQLite files: ``secure_delete`` zeroes freed
+    pages, but the write-ahead log still holds their earlier images until a checkpoint, so
+    this checkpoints and truncates the WAL. Call after destroying keys or secrets; a no-op on
+    PostgreSQL (whose VACUUM reclaims dead tuples)."""
+    if engine.dialect.name != "sqlite":
+        return
+    connection = engine.raw_connection()  # outside any transaction, as a checkpoint needs
+    try:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.close()
+    finally:
+        connection.close()

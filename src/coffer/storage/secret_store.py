@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from coffer.domain.models import Environment, Project, SecretInfo, SecretVersionInfo
 from coffer.storage.ids import new_id
@@ -69,20 +70,32 @@ def list_secrets(conn: sa.Connection, environment_id: str) -> list[SecretInfo]:
     return [SecretInfo(*row) for row in rows]
 
 
-def insert_secret(conn: sa.Connection, *, environment_id: str, key: str, now: float) -> SecretRow:
-    """Creates a secret row at version 0 (its first version is added next)."""
-    row = SecretRow(id=new_id(), key=key, current_version=0, created_at=now, updated_at=now)
-    conn.execute(
-        sa.insert(secrets).values(
-            id=row.id,
-            environment_id=environment_id,
-            key=key,
-            current_version=0,
-            created_at=now,
-            updated_at=now,
-        )
+def ensure_secret(conn: sa.Connection, *, environment_id: str, key: str, now: float) -> SecretRow:
+    """Returns the secret row, locked for update, creating it at version 0 when absent.
+
+    The insert ignores a conflict, so concurrent first writes of one key all end up locking
+    the same row and numbering versions one after another instead of failing."""
+    existing = find_secret(conn, environment_id, key, for_update=True)
+    if existing is not None:
+        return existing
+    insert = _dialect_insert(conn)(secrets).values(
+        id=new_id(),
+        environment_id=environment_id,
+        key=key,
+        current_version=0,
+        created_at=now,
+        updated_at=now,
     )
+    conn.execute(insert.on_conflict_do_nothing(index_elements=["environment_id", "key"]))
+    row = find_secret(conn, environment_id, key, for_update=True)
+    assert row is not None
     return row
+
+
+def _dialect_insert(conn: sa.Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def insert_version(
