@@ -67,7 +67,8 @@ def create_engine(database_url: str) -> Engine:
         raise ConfigError("COFFER_DATABASE_URL must be a sqlite or postgresql URL")
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
-    return sa.create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout; stale connections are recycled instead.
+    return sa.create_engine(url, pool_size=16, max_overflow=16, pool_recycle=1800)
 
 
 def check_connection(engine: Engine) -> None:

@@ -1,0 +1,247 @@
+"""One `coffer server` process for a benchmark run: a temporary vault, a free port, CPU pinning.
+
+The machine the benchmarks run on has two cores shared with other work. The plan (see
+``cpu_plan``) gives the server one core of its own and everything else (the load generator, the
+CLI runs and this script) the other, so the client never competes with the server for its core.
+A single uvicorn process executes Python under one GIL, so it cannot use much more than one core
+anyway; pinning costs it little and makes runs comparable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+BIN = Path(sys.executable).parent
+COFFER = BIN / "coffer"
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """Which CPUs the server and the client side (load generator, CLI, this script) may use."""
+
+    server: frozenset[int] | None
+    client: frozenset[int] | None
+
+    def describe(self) -> str:
+        if self.server is None or self.client is None:
+            return "not pinned (server and client share all CPUs)"
+        return (
+            f"server on CPU {_cpus(self.server)}; "
+            f"load generator, CLI and runner on CPU {_cpus(self.client)}"
+        )
+
+
+def _cpus(cpus: frozenset[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def cpu_plan(pin: bool = True) -> CpuPlan:
+    """Returns the server's core (the first CPU this process may use) and the client's (the
+    rest); no pinning when asked not to, when the platform cannot, or with a single CPU."""
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return CpuPlan(None, None)
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return CpuPlan(None, None)
+    return CpuPlan(frozenset(available[:1]), frozenset(available[1:]))
+
+
+def pin_self(cpus: frozenset[int] | None) -> None:
+    """Pins this process (and so every child started later) to ``cpus``."""
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """Returns the user+system CPU time used so far by process ``pid`` and all its threads
+    (not its children), or None where /proc is not available."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # after the ")" that closes the command name: state is field 3, utime 14, stime 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """Returns a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """The environment for coffer processes: this one without any COFFER_* variables (a
+    developer's COFFER_TOKEN or COFFER_DATABASE_URL must not leak in), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COFFER_")}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class ServerHandle:
+    """A running server and what a benchmark needs to talk to it."""
+
+    label: str
+    base_url: str
+    token: str
+    pid: int
+    directory: Path
+    database: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def secret_path(self, project: str, environment: str, key: str) -> str:
+        return (
+            f"/api/v1/projects/{quote(project)}/environments/{quote(environment)}"
+            f"/secrets/{quote(key, safe='/')}"
+        )
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"coffer server exited with {proc.returncode}:\n{log.read_text(errors='replace')}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"coffer server did not answer /healthz in {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def running_server(
+    label: str,
+    plan: CpuPlan,
+    *,
+    database_url: str | None = None,
+    startup_timeout: float = 30.0,
+) -> Iterator[ServerHandle]:
+    """Initialises a vault in a temporary directory (on ``database_url`` when given, else the
+    embedded SQLite file), starts one ``coffer server`` pinned to the server's core with the
+    access log off, yields its handle and stops it afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="coffer-bench-"))
+    vault = workdir / "vault"
+    extra = {"COFFER_ACCESS_LOG": "false", "COFFER_LOG_LEVEL": "warning"}
+    if database_url:
+        extra["COFFER_DATABASE_URL"] = database_url
+    env = base_env(**extra)
+    init = subprocess.run(
+        [str(COFFER), "init", "--dir", str(vault), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if init.returncode != 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise RuntimeError(f"coffer init failed ({init.returncode}): {init.stderr.strip()}")
+    token = json.loads(init.stdout)["token"]
+    port = free_port()
+    log = workdir / "server.log"
+    server_cpus = plan.server
+
+    def _pin() -> None:  # runs in the child before exec: uvicorn's threads inherit it
+        if server_cpus is not None:
+            os.sched_setaffinity(0, server_cpus)
+
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                str(COFFER),
+                "server",
+                "--dir",
+                str(vault),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_pin,  # this script starts no threads, so preexec_fn is safe
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base_url, proc, log, startup_timeout)
+        yield ServerHandle(
+            label=label,
+            base_url=base_url,
+            token=token,
+            pid=proc.pid,
+            directory=vault,
+            database="postgresql" if database_url else "sqlite",
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def seed(server: ServerHandle, project: str, environment: str, values: dict[str, str]) -> None:
+    """Creates ``project`` (which brings development/staging/production) and writes ``values``
+    into ``environment`` through the API."""
+    with httpx.Client(base_url=server.base_url, headers=server.auth(), timeout=10.0) as client:
+        response = client.post("/api/v1/projects", json={"name": project})
+        response.raise_for_status()
+        for key, value in values.items():
+            response = client.put(
+                server.secret_path(project, environment, key), json={"value": value}
+            )
+            response.raise_for_status()
+        # one authenticated read to check the path the benchmark drives actually works
+        first = next(iter(values))
+        response = client.get(server.secret_path(project, environment, first))
+        response.raise_for_status()
+        if response.json().get("value") != values[first]:
+            raise RuntimeError("the seeded secret did not read back")
+
+
+@contextlib.contextmanager
+def postgres_schema(admin_url: str) -> Iterator[str]:
+    """Creates a fresh schema in the database named by ``admin_url`` (a SQLAlchemy or libpq
+    URL), yields a SQLAlchemy URL whose connections use it as their search_path, and drops it
+    (with everything coffer created there) afterwards."""
+    import psycopg
+
+    libpq_url = admin_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    schema = f"coffer_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(libpq_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in libpq_url else "?"
+    sa_url = (
+        libpq_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        + f"{separator}options=-csearch_path%3D{schema}"
+    )
+    try:
+        yield sa_url
+    finally:
+        with psycopg.connect(libpq_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
