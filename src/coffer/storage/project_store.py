@@ -34,11 +34,14 @@ def insert_project(conn: sa.Connection, *, org_id: str, name: str, now: float) -
     return project
 
 
+_FIND_PROJECT = sa.select(*_PROJECT_COLUMNS).where(
+    projects.c.org_id == sa.bindparam("org_id"), projects.c.name == sa.bindparam("name")
+)
+
+
 def find_project(conn: sa.Connection, org_id: str, name: str) -> Project | None:
     """Returns the organization's project called ``name``, or None."""
-    row = conn.execute(
-        sa.select(*_PROJECT_COLUMNS).where(projects.c.org_id == org_id, projects.c.name == name)
-    ).first()
+    row = conn.execute(_FIND_PROJECT, {"org_id": org_id, "name": name}).first()
     return None if row is None else _project(row)
 
 
@@ -75,13 +78,18 @@ def insert_data_key(
     )
 
 
+_WRAPPED_KEY = sa.select(data_keys.c.wrapped_key).where(
+    data_keys.c.project_id == sa.bindparam("project_id"),
+    data_keys.c.version == sa.bindparam("version"),
+)
+
+
 def get_wrapped_data_key(conn: sa.Connection, project_id: str, version: int) -> bytes | None:
     """Returns the wrapped data key for ``version``, or None when it was destroyed."""
-    return conn.execute(
-        sa.select(data_keys.c.wrapped_key).where(
-            data_keys.c.project_id == project_id, data_keys.c.version == version
-        )
+    wrapped: bytes | None = conn.execute(
+        _WRAPPED_KEY, {"project_id": project_id, "version": version}
     ).scalar_one_or_none()
+    return wrapped
 
 
 _ENV_COLUMNS = (
@@ -103,13 +111,15 @@ def insert_environment(
     return env
 
 
+_FIND_ENVIRONMENT = sa.select(*_ENV_COLUMNS).where(
+    environments.c.project_id == sa.bindparam("project_id"),
+    environments.c.name == sa.bindparam("name"),
+)
+
+
 def find_environment(conn: sa.Connection, project_id: str, name: str) -> Environment | None:
     """Returns the project's environment called ``name``, or None."""
-    row = conn.execute(
-        sa.select(*_ENV_COLUMNS).where(
-            environments.c.project_id == project_id, environments.c.name == name
-        )
-    ).first()
+    row = conn.execute(_FIND_ENVIRONMENT, {"project_id": project_id, "name": name}).first()
     return None if row is None else Environment(*row)
 
 

@@ -44,17 +44,20 @@ _SECRET_COLUMNS = (
 )
 
 
+_FIND_SECRET = sa.select(*_SECRET_COLUMNS).where(
+    secrets.c.environment_id == sa.bindparam("environment_id"),
+    secrets.c.key == sa.bindparam("key"),
+)
+_FIND_SECRET_FOR_UPDATE = _FIND_SECRET.with_for_update()
+
+
 def find_secret(
     conn: sa.Connection, environment_id: str, key: str, *, for_update: bool = False
 ) -> SecretRow | None:
     """Returns the secret ``key`` of the environment, or None. ``for_update`` locks the row
     (PostgreSQL) so concurrent writers number versions one after another."""
-    query = sa.select(*_SECRET_COLUMNS).where(
-        secrets.c.environment_id == environment_id, secrets.c.key == key
-    )
-    if for_update:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _FIND_SECRET_FOR_UPDATE if for_update else _FIND_SECRET
+    row = conn.execute(query, {"environment_id": environment_id, "key": key}).first()
     return None if row is None else SecretRow(*row)
 
 
