@@ -56,18 +56,43 @@ def initialise_vault(settings: Settings, org_name: str = "default") -> InitResul
     """Initialises a new vault: creates the vault directory (0700) and, unless
     ``COFFER_ROOT_KEY`` is set, a new root key file (0600) when there is none; then the
     schema, the first organization and its bootstrap token. Raises Conflict when the
-    database already holds a vault, ConfigError when it cannot be opened."""
-    if settings.is_sqlite:
+    database already holds a vault, ConfigError when it cannot be opened; in either case
+    no directory or key file is left behind."""
+    sqlite_file = _sqlite_file(settings.database_url) if settings.is_sqlite else None
+    created_dir = None
+    if sqlite_file is not None and sqlite_file.parent == settings.directory:
+        if not settings.directory.exists():
+            created_dir = settings.directory
         settings.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _create_private_sqlite_file(settings.database_url)
-    if settings.root_key_b64 is None and not settings.root_key_file.exists():
-        write_root_key_file(settings.root_key_file, RootKey.generate())
-    root = load_settings_root_key(settings)
-    engine = create_engine(settings.database_url)
+    new_key_file = settings.root_key_b64 is None and not settings.root_key_file.exists()
     try:
-        return initialise(engine, root, org_name, AuditWriter())
-    finally:
-        engine.dispose()
+        engine = create_engine(settings.database_url)
+        try:
+            if sqlite_file is not None:
+                _create_private_sqlite_file(settings.database_url)
+            check_connection(engine)
+            if new_key_file:
+                write_root_key_file(settings.root_key_file, RootKey.generate())
+            return initialise(engine, load_settings_root_key(settings), org_name, AuditWriter())
+        finally:
+            engine.dispose()
+    except BaseException:
+        _undo_partial_init(created_dir, settings.root_key_file if new_key_file else None)
+        raise
+
+
+def _undo_partial_init(created_dir: Path | None, new_key_file: Path | None) -> None:
+    """Removes what a failed ``initialise_vault`` created: its key file and its directory
+    (only when empty apart from files it made itself)."""
+    if new_key_file is not None:
+        new_key_file.unlink(missing_ok=True)
+    if created_dir is None or not created_dir.is_dir():
+        return
+    for leftover in created_dir.iterdir():
+        if leftover.name.startswith("coffer.db") and leftover.stat().st_size == 0:
+            leftover.unlink()
+    if not any(created_dir.iterdir()):
+        created_dir.rmdir()
 
 
 def _create_private_sqlite_file(database_url: str) -> None:

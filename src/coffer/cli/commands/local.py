@@ -17,6 +17,25 @@ DirOpt = Annotated[
 ]
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Raises ConfigError naming the address when nothing can listen on it (checked before
+    the vault is touched, so a busy port changes nothing)."""
+    import socket
+
+    from coffer.domain.errors import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); "
+                "choose another with --port or COFFER_PORT"
+            ) from None
+
+
 def _token_banner(token: str, addr: str) -> str:
     return (
         "\nBootstrap owner token (shown once, stored only as a hash):\n\n"
@@ -74,6 +93,7 @@ def server(
         host=host or settings.host, port=port if port is not None else settings.port
     )
     addr = f"http://{settings.host}:{settings.port}"
+    ensure_port_free(settings.host, settings.port)
     banner = ""
     if init_missing and not vault_exists(settings):
         result = initialise_vault(settings)

@@ -86,6 +86,7 @@ def export(
         sys.stdout.write(response.text)
         return
     fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the mode above applies only to a file this call creates
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(response.text)
 
