@@ -65,6 +65,21 @@ def _require_utf8(text: str, field: str) -> None:
         ) from None
 
 
+def _bound_aad(
+    project: Project, env: Environment, key: str, version: int, key_version: int
+) -> bytes:
+    """The associated data binding a version to its org, project, environment, key, version
+    and data-key version: a ciphertext copied to any other row does not open."""
+    return secret_version_aad(
+        org_id=project.org_id,
+        project_id=project.id,
+        environment_id=env.id,
+        key=key,
+        version=version,
+        key_version=key_version,
+    )
+
+
 class SecretCipher:
     """Seals and opens secret versions, binding each to org, project, environment, key,
     version and data-key version."""
@@ -82,14 +97,7 @@ class SecretCipher:
         value: SecretValue,
     ) -> bytes:
         """Returns the envelope of ``value`` under the project's current data key."""
-        aad = secret_version_aad(
-            org_id=project.org_id,
-            project_id=project.id,
-            environment_id=env.id,
-            key=key,
-            version=version,
-            key_version=project.key_version,
-        )
+        aad = _bound_aad(project, env, key, version, project.key_version)
         return self._keyring.data_key(conn, project, project.key_version).seal(
             value.reveal_bytes(), aad
         )
@@ -116,14 +124,7 @@ class SecretCipher:
         stored: StoredVersion,
     ) -> SecretValue:
         """Like ``open`` with the version's data key already in hand."""
-        aad = secret_version_aad(
-            org_id=project.org_id,
-            project_id=project.id,
-            environment_id=env.id,
-            key=key,
-            version=stored.version,
-            key_version=stored.key_version,
-        )
+        aad = _bound_aad(project, env, key, stored.version, stored.key_version)
         return SecretValue(data_key.open(stored.ciphertext, aad).decode("utf-8"))
 
     def open_bundle(self, bundle: ReadBundle, key: str) -> SecretValue:
