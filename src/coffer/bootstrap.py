@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from pathlib import Path
 
 from sqlalchemy import make_url
@@ -32,11 +33,10 @@ def build_services(settings: Settings) -> Services:
     when the database cannot be opened, the key is missing or belongs to another vault."""
     root = load_settings_root_key(settings)
     engine = create_engine(settings.database_url)
-    try:
+    with ExitStack() as on_failure:
+        on_failure.callback(engine.dispose)
         kek = open_vault(engine, root)
-    except BaseException:
-        engine.dispose()
-        raise
+        on_failure.pop_all()
     audit = AuditWriter()
     keyring = Keyring(kek)
     limits = Limits(max_value_bytes=settings.max_value_bytes)
@@ -65,7 +65,10 @@ def initialise_vault(settings: Settings, org_name: str = "default") -> InitResul
             created_dir = settings.directory
         settings.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     new_key_file = settings.root_key_b64 is None and not settings.root_key_file.exists()
-    try:
+    with ExitStack() as on_failure:
+        on_failure.callback(
+            _undo_partial_init, created_dir, settings.root_key_file if new_key_file else None
+        )
         engine = create_engine(settings.database_url)
         try:
             if sqlite_file is not None:
@@ -73,12 +76,11 @@ def initialise_vault(settings: Settings, org_name: str = "default") -> InitResul
             check_connection(engine)
             if new_key_file:
                 write_root_key_file(settings.root_key_file, RootKey.generate())
-            return initialise(engine, load_settings_root_key(settings), org_name, AuditWriter())
+            result = initialise(engine, load_settings_root_key(settings), org_name, AuditWriter())
         finally:
             engine.dispose()
-    except BaseException:
-        _undo_partial_init(created_dir, settings.root_key_file if new_key_file else None)
-        raise
+        on_failure.pop_all()
+        return result
 
 
 def _undo_partial_init(created_dir: Path | None, new_key_file: Path | None) -> None:

@@ -130,9 +130,11 @@ class TransferService:
         so references resolve in the target environment."""
         if from_env == to_env:
             raise InvalidInput("--from and --to must name different environments", field="to")
-        if keys is not None and not list(keys):
+        wanted = (
+            None if keys is None else sorted({validate_key_name(k, field="keys") for k in keys})
+        )
+        if wanted == []:
             raise InvalidInput("keys must name at least one key when given", field="keys")
-        wanted = sorted({validate_key_name(k, field="keys") for k in keys}) if keys else None
         report = PromotionReport(dry_run=dry_run)
         with self._engine.begin() as conn:
             found = require_project(conn, ctx.actor, project)

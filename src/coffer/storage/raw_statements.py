@@ -52,27 +52,26 @@ class RawTransaction:
 
 @contextmanager
 def raw_transaction(engine: Engine) -> Iterator[RawTransaction]:
-    """Yields a RawTransaction that commits on success and rolls back on any exception.
+    """Yields a RawTransaction that commits when the block ends normally and rolls back
+    otherwise (an exception, or a failed COMMIT).
     SQLite connections run in autocommit mode (see ``database``), so the transaction is
     opened with ``BEGIN IMMEDIATE`` explicitly; psycopg opens one implicitly."""
     connection = engine.raw_connection()
     sqlite = engine.dialect.name == "sqlite"
+    committed = False
     try:
         cursor = connection.cursor()
         if sqlite:
             cursor.execute("BEGIN IMMEDIATE")
-        try:
-            yield RawTransaction(cursor)
-        except BaseException:
-            if sqlite:
-                cursor.execute("ROLLBACK")
-            else:
-                connection.rollback()
-            raise
+        yield RawTransaction(cursor)
         if sqlite:
             cursor.execute("COMMIT")
         else:
             connection.commit()
+        committed = True
         cursor.close()
     finally:
+        if not committed:
+            # Both drivers end an open transaction here, the explicit BEGIN included.
+            connection.rollback()
         connection.close()
