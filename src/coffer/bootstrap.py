@@ -11,15 +11,31 @@ from sqlalchemy import make_url
 from coffer.audit.writer import AuditWriter
 from coffer.config import Settings
 from coffer.crypto.keys import RootKey, load_root_key, write_root_key_file
+from coffer.crypto.passwords import Argon2Parameters, PasswordHasher
+from coffer.domain.identity import normalize_email, validate_password
+from coffer.services.access import AccessGate
 from coffer.services.auth import Authenticator
 from coffer.services.container import Services
 from coffer.services.fast_read import FastSecretReader
 from coffer.services.keyring import Keyring
+from coffer.services.login import LoginService, SessionPolicy
+from coffer.services.machines import AccessService
+from coffer.services.mfa import MfaService
+from coffer.services.password_pool import PasswordPool
 from coffer.services.projects import ProjectService
 from coffer.services.secret_ops import Limits, SecretCipher, SecretOps
 from coffer.services.secrets import SecretService
+from coffer.services.team import TeamService
+from coffer.services.throttle import RateRules, Throttle, parse_rate
+from coffer.services.tokens import TokenService
 from coffer.services.transfer import TransferService
-from coffer.services.vault_setup import InitResult, initialise, is_initialised, open_vault
+from coffer.services.vault_setup import (
+    InitResult,
+    OwnerAccount,
+    initialise,
+    is_initialised,
+    open_vault,
+)
 from coffer.storage.database import check_connection, create_engine
 
 
@@ -32,6 +48,7 @@ def build_services(settings: Settings) -> Services:
     """Opens the vault named by ``settings`` and returns its services. Raises ConfigError
     when the database cannot be opened, the key is missing or belongs to another vault."""
     root = load_settings_root_key(settings)
+    rate_rules(settings)  # a bad rate setting fails before the database is touched
     engine = create_engine(settings.database_url)
     with ExitStack() as on_failure:
         on_failure.callback(engine.dispose)
@@ -42,22 +59,75 @@ def build_services(settings: Settings) -> Services:
     limits = Limits(max_value_bytes=settings.max_value_bytes)
     cipher = SecretCipher(keyring)
     ops = SecretOps(cipher, audit)
+    gate = AccessGate(engine, audit)
+    throttle = Throttle(rate_rules(settings), settings.redis_url or "memory://")
+    mfa = MfaService(engine, kek, audit, gate)
+    passwords = PasswordPool(password_hasher(settings), concurrency=settings.hash_concurrency)
+    sessions = SessionPolicy(
+        cli_token_ttl=settings.cli_token_ttl,
+        session_idle=settings.session_idle,
+        session_max=settings.session_max,
+    )
     return Services(
         engine=engine,
         auth=Authenticator(engine),
-        projects=ProjectService(engine, keyring, audit),
-        secrets=SecretService(engine, ops, limits),
-        transfer=TransferService(engine, ops, limits),
+        gate=gate,
+        throttle=throttle,
+        login=LoginService(engine, passwords, mfa, throttle, audit, gate, sessions),
+        mfa=mfa,
+        team=TeamService(engine, audit, gate, settings.invitation_ttl),
+        tokens=TokenService(engine, audit, gate),
+        access=AccessService(engine, audit, gate),
+        projects=ProjectService(engine, keyring, audit, gate),
+        secrets=SecretService(engine, ops, limits, gate),
+        transfer=TransferService(engine, ops, limits, gate),
         fast_reader=FastSecretReader(engine, cipher, audit),
     )
 
 
-def initialise_vault(settings: Settings, org_name: str = "default") -> InitResult:
+def password_hasher(settings: Settings) -> PasswordHasher:
+    """Returns the Argon2id hasher with the settings' cost parameters."""
+    return PasswordHasher(
+        Argon2Parameters(
+            memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            parallelism=1,
+        )
+    )
+
+
+def rate_rules(settings: Settings) -> RateRules:
+    """Returns the rate limits the settings name; raises ConfigError naming a bad one."""
+    return RateRules(
+        api_per_ip=parse_rate(settings.rate_limit_ip, variable="COFFER_RATE_LIMIT_IP"),
+        api_per_identity=parse_rate(
+            settings.rate_limit_identity, variable="COFFER_RATE_LIMIT_IDENTITY"
+        ),
+        login_per_ip=parse_rate(settings.login_rate_limit, variable="COFFER_LOGIN_RATE_LIMIT"),
+        login_failures_per_account=parse_rate(
+            settings.login_failure_limit, variable="COFFER_LOGIN_FAILURE_LIMIT"
+        ),
+    )
+
+
+def initialise_vault(
+    settings: Settings,
+    org_name: str = "default",
+    *,
+    owner_email: str | None = None,
+    owner_password: str | None = None,
+) -> InitResult:
     """Initialises a new vault: creates the vault directory (0700) and, unless
     ``COFFER_ROOT_KEY`` is set, a new root key file (0600) when there is none; then the
     schema, the first organization and its bootstrap token. Raises Conflict when the
     database already holds a vault, ConfigError when it cannot be opened; in either case
-    no directory or key file is left behind."""
+    no directory or key file is left behind. With ``owner_email`` (and ``owner_password``)
+    the organization's owner account is created too."""
+    owner = None
+    if owner_email is not None:
+        address = normalize_email(owner_email)
+        password = validate_password(owner_password)
+        owner = OwnerAccount(email=address, password_hash=password_hasher(settings).hash(password))
     sqlite_file = _sqlite_file(settings.database_url) if settings.is_sqlite else None
     created_dir = None
     if sqlite_file is not None and sqlite_file.parent == settings.directory:
@@ -76,7 +146,9 @@ def initialise_vault(settings: Settings, org_name: str = "default") -> InitResul
             check_connection(engine)
             if new_key_file:
                 write_root_key_file(settings.root_key_file, RootKey.generate())
-            result = initialise(engine, load_settings_root_key(settings), org_name, AuditWriter())
+            result = initialise(
+                engine, load_settings_root_key(settings), org_name, AuditWriter(), owner
+            )
         finally:
             engine.dispose()
         on_failure.pop_all()

@@ -11,7 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from coffer.domain.errors import ConfigError
+from coffer.domain.durations import parse_duration
+from coffer.domain.errors import ConfigError, InvalidInput
+
+OWASP_ARGON2_MEMORY_KIB = 19456
+OWASP_ARGON2_TIME_COST = 2
 
 DEFAULT_PORT = 8390
 DEFAULT_HOST = "127.0.0.1"
@@ -30,12 +34,52 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "COFFER_MAX_BODY_BYTES": ("1048576", "Largest HTTP request body accepted, in bytes."),
     "COFFER_LOG_LEVEL": ("info", "debug, info, warning or error."),
     "COFFER_ACCESS_LOG": ("false", "Log one line per HTTP request (never bodies)."),
+    "COFFER_TLS_CERT": ("(unset)", "PEM certificate: serve HTTPS (with COFFER_TLS_KEY)."),
+    "COFFER_TLS_KEY": ("(unset)", "PEM private key for COFFER_TLS_CERT."),
+    "COFFER_TRUSTED_PROXIES": (
+        "(none)",
+        "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed.",
+    ),
+    "COFFER_REDIS_URL": ("(unset)", "redis://host:port/db for shared rate-limit counters."),
+    "COFFER_RATE_LIMIT_IP": ("6000/minute", "API requests per client address, or off."),
+    "COFFER_RATE_LIMIT_IDENTITY": ("3000/minute", "API requests per identity, or off."),
+    "COFFER_LOGIN_RATE_LIMIT": ("20/minute", "Login attempts per client address."),
+    "COFFER_LOGIN_FAILURE_LIMIT": (
+        "5 per 15 minutes",
+        "Failed logins per account before it is locked for the rest of the window.",
+    ),
+    "COFFER_CLI_TOKEN_TTL": ("90d", "Default lifetime of a `coffer login` token."),
+    "COFFER_SESSION_IDLE": ("1h", "Browser session idle expiry."),
+    "COFFER_SESSION_MAX": ("12h", "Browser session absolute expiry."),
+    "COFFER_INVITATION_TTL": ("7d", "How long an invitation can be accepted."),
+    "COFFER_ARGON2_MEMORY_KIB": ("19456", "Argon2id memory (KiB); never below OWASP's 19456."),
+    "COFFER_ARGON2_TIME_COST": ("2", "Argon2id iterations; never below 2."),
+    "COFFER_HASH_CONCURRENCY": ("1", "Password hashes computed at once (the rest queue)."),
     "COFFER_ADDR": (f"http://{DEFAULT_HOST}:{DEFAULT_PORT}", "CLI: server address."),
     "COFFER_TOKEN": ("(unset)", "CLI: API token; overrides `coffer login`."),
     "COFFER_CONFIG": ("~/.config/coffer/config.json", "CLI: file written by `coffer login`."),
+    "COFFER_CA_CERT": ("(unset)", "CLI: CA bundle that signs the server's TLS certificate."),
 }
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _duration(env: Mapping[str, str], name: str, default: str) -> int:
+    raw = env.get(name) or default
+    try:
+        return parse_duration(raw, field=name, maximum=10 * 365 * 86400)
+    except InvalidInput as exc:
+        raise ConfigError(exc.message) from None
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw) if raw else None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
@@ -77,6 +121,21 @@ class Settings:
     max_body_bytes: int = 1048576
     log_level: str = "info"
     access_log: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    redis_url: str | None = field(default=None, repr=False)
+    rate_limit_ip: str = "6000/minute"
+    rate_limit_identity: str = "3000/minute"
+    login_rate_limit: str = "20/minute"
+    login_failure_limit: str = "5 per 15 minutes"
+    cli_token_ttl: int = 90 * 86400
+    session_idle: int = 3600
+    session_max: int = 12 * 3600
+    invitation_ttl: int = 7 * 86400
+    argon2_memory_kib: int = OWASP_ARGON2_MEMORY_KIB
+    argon2_time_cost: int = OWASP_ARGON2_TIME_COST
+    hash_concurrency: int = 1
 
     @classmethod
     def from_env(
@@ -108,6 +167,7 @@ class Settings:
             ),
             log_level=level,
             access_log=_bool(env, "COFFER_ACCESS_LOG", False),
+            **_security_settings(env),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -118,3 +178,39 @@ class Settings:
     def is_sqlite(self) -> bool:
         """True when the database is an embedded SQLite file."""
         return self.database_url.startswith("sqlite")
+
+
+def _security_settings(env: Mapping[str, str]) -> dict[str, object]:
+    """The identity, TLS and rate-limit settings; raises ConfigError naming the variable."""
+    tls_cert = _optional_path(env, "COFFER_TLS_CERT")
+    tls_key = _optional_path(env, "COFFER_TLS_KEY")
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("COFFER_TLS_CERT and COFFER_TLS_KEY must be set together")
+    redis_url = env.get("COFFER_REDIS_URL") or None
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("COFFER_REDIS_URL must start with redis://, rediss:// or unix://")
+    return {
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "trusted_proxies": _list(env, "COFFER_TRUSTED_PROXIES"),
+        "redis_url": redis_url,
+        "rate_limit_ip": env.get("COFFER_RATE_LIMIT_IP") or "6000/minute",
+        "rate_limit_identity": env.get("COFFER_RATE_LIMIT_IDENTITY") or "3000/minute",
+        "login_rate_limit": env.get("COFFER_LOGIN_RATE_LIMIT") or "20/minute",
+        "login_failure_limit": env.get("COFFER_LOGIN_FAILURE_LIMIT") or "5 per 15 minutes",
+        "cli_token_ttl": _duration(env, "COFFER_CLI_TOKEN_TTL", "90d"),
+        "session_idle": _duration(env, "COFFER_SESSION_IDLE", "1h"),
+        "session_max": _duration(env, "COFFER_SESSION_MAX", "12h"),
+        "invitation_ttl": _duration(env, "COFFER_INVITATION_TTL", "7d"),
+        "argon2_memory_kib": _int(
+            env,
+            "COFFER_ARGON2_MEMORY_KIB",
+            OWASP_ARGON2_MEMORY_KIB,
+            minimum=OWASP_ARGON2_MEMORY_KIB,
+            maximum=4 * 1024 * 1024,
+        ),
+        "argon2_time_cost": _int(
+            env, "COFFER_ARGON2_TIME_COST", OWASP_ARGON2_TIME_COST, minimum=2, maximum=64
+        ),
+        "hash_concurrency": _int(env, "COFFER_HASH_CONCURRENCY", 1, minimum=1, maximum=64),
+    }

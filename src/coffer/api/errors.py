@@ -14,6 +14,7 @@ from coffer.domain.errors import (
     DecryptionFailed,
     InvalidInput,
     NotFound,
+    RateLimited,
     TooLarge,
     Unauthenticated,
 )
@@ -25,6 +26,7 @@ _STATUS: tuple[tuple[type[CofferError], int], ...] = (
     (AccessDenied, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (RateLimited, 429),
     (DecryptionFailed, 500),
 )
 
@@ -40,6 +42,8 @@ def status_for(error: CofferError) -> int:
 def error_response(error: CofferError) -> JSONResponse:
     """Returns ``{"error": {...}}`` with the family's status."""
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthenticated) else None
+    if isinstance(error, RateLimited):
+        headers = {"Retry-After": str(error.retry_after)}
     return JSONResponse({"error": error.to_dict()}, status_code=status_for(error), headers=headers)
 
 

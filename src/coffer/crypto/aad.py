@@ -10,6 +10,7 @@ from __future__ import annotations
 
 SECRET_VERSION_LABEL = b"coffer/secret-version/v1"
 DATA_KEY_LABEL = b"coffer/data-key/v1"
+MFA_SECRET_LABEL = b"coffer/mfa-secret/v1"
 _MAX_PART = 0xFFFFFFFF
 
 
@@ -55,3 +56,8 @@ def data_key_aad(*, org_id: str, project_id: str, key_version: int) -> bytes:
     Raises ``TypeError`` when ``key_version`` is not an ``int``.
     """
     return _encode(DATA_KEY_LABEL, org_id, project_id, _int_text("key_version", key_version))
+
+
+def mfa_secret_aad(*, user_id: str) -> bytes:
+    """Returns the associated data binding a sealed TOTP seed to its user."""
+    return _encode(MFA_SECRET_LABEL, user_id)

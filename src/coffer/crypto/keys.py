@@ -230,6 +230,15 @@ class KeyEncryptionKey:
             raise DecryptionFailed()
         return DataKey(material)
 
+    def seal_small_secret(self, plaintext: bytes, aad: bytes) -> bytes:
+        """Returns the AES-256-GCM envelope of a small account secret (a TOTP seed) bound to
+        ``aad``, which must come from ``crypto.aad`` under its own label."""
+        return seal(self._material, plaintext, aad)
+
+    def open_small_secret(self, envelope: bytes, aad: bytes) -> bytes:
+        """Opens what ``seal_small_secret`` sealed; raises ``DecryptionFailed`` otherwise."""
+        return open_envelope(self._material, envelope, aad)
+
     def __repr__(self) -> str:
         return f"KeyEncryptionKey({_MASK})"
 

@@ -9,9 +9,11 @@ families to HTTP statuses (``api/``) or exit codes (``cli/``); nothing below the
     ├── InvalidInput                 invalid_input      a field breaks a rule (names the field)
     │   └── TooLarge                 too_large          a value or body exceeds its size limit
     ├── Unauthenticated              unauthenticated    no credential, or one that is not valid
+    │   └── MfaRequired              mfa_required       the password was right; a TOTP code is due
     ├── AccessDenied                 access_denied      a valid credential without the right
     ├── NotFound                     not_found          the resource does not exist (or is hidden)
     ├── Conflict                     conflict           the change clashes with current state
+    ├── RateLimited                  rate_limited       too many requests; ``retry_after`` seconds
     ├── DecryptionFailed             decryption_failed  any failure to open a ciphertext (opaque)
     ├── ConfigError                  config_error       settings, key file or database unusable
     │   └── WrongRootKey             wrong_root_key     the root key does not belong to this vault
@@ -59,6 +61,12 @@ class Unauthenticated(CofferError):
     code = "unauthenticated"
 
 
+class MfaRequired(Unauthenticated):
+    """The account has MFA: the login needs a TOTP code or a recovery code as well."""
+
+    code = "mfa_required"
+
+
 class AccessDenied(CofferError):
     """The caller is known but may not do this."""
 
@@ -75,6 +83,17 @@ class Conflict(CofferError):
     """The request clashes with the current state (already exists, duplicate name, ...)."""
 
     code = "conflict"
+
+
+class RateLimited(CofferError):
+    """Too many requests from one address or for one identity; retry after ``retry_after``
+    seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = max(1, int(retry_after))
 
 
 class DecryptionFailed(CofferError):

@@ -5,25 +5,40 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from coffer.domain.access import Grant, Restrictions, Role
 from coffer.domain.secret_value import SecretValue
 
 DEFAULT_ENVIRONMENTS = ("development", "staging", "production")
 
 
 class ActorKind(StrEnum):
-    """What kind of identity acts. Users, API keys and machines arrive with access control."""
+    """What kind of identity acts: the bootstrap token, a person, or a machine identity."""
 
     BOOTSTRAP = "bootstrap"
+    USER = "user"
+    MACHINE = "machine"
 
 
 @dataclass(frozen=True)
 class Actor:
-    """An authenticated identity acting inside one organization."""
+    """An authenticated identity acting inside one organization, with what the policy needs
+    to decide its requests: its role (None for machines), grants and restrictions, and the
+    token it presented."""
 
     id: str
     kind: ActorKind
     org_id: str
     name: str
+    role: Role | None = None
+    grants: tuple[Grant, ...] = ()
+    restrictions: Restrictions = field(default_factory=Restrictions)
+    token_id: str | None = None
+    token_kind: str | None = None
+
+    @property
+    def is_person(self) -> bool:
+        """True for a user signed in as themselves (not the bootstrap token or a machine)."""
+        return self.kind is ActorKind.USER
 
 
 @dataclass(frozen=True)

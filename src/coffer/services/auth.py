@@ -1,4 +1,5 @@
-"""Turns a bearer token into an ``Actor``. Roles and grants arrive with access control."""
+"""Turns a token (bearer header or session cookie) into an ``Actor`` with its role, grants
+and restrictions."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from sqlalchemy.engine import Engine
 
 from coffer.crypto.tokens import hash_token, token_kind
 from coffer.domain.errors import Unauthenticated
-from coffer.domain.models import Actor, ActorKind
-from coffer.storage import token_store
+from coffer.domain.models import Actor
+from coffer.storage import actor_store
 
+SESSION_TOKEN_KIND = "sess"
 _UNAUTHENTICATED = "a valid API token is required (Authorization: Bearer <token>)"
+# A session's idle clock is moved at most this often, so reads do not each cost a write.
+_TOUCH_EVERY_SECONDS = 30.0
 
 
 class Authenticator:
@@ -20,19 +24,23 @@ class Authenticator:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def authenticate(self, token: str | None) -> Actor:
+    def authenticate(self, token: str | None, *, from_cookie: bool = False) -> Actor:
         """Returns the actor owning ``token``; raises Unauthenticated when the token is
-        missing, malformed, has a bad checksum, is unknown, revoked or expired. The message
-        is the same in every case."""
-        if not token or token_kind(token) is None:
+        missing, malformed, has a bad checksum, is unknown, revoked, expired (absolutely or
+        idle), belongs to an identity that no longer exists, or is a session token sent
+        other than as the session cookie. The message is the same in every case."""
+        kind = token_kind(token) if token else None
+        if kind is None or (kind == SESSION_TOKEN_KIND) != from_cookie:
             raise Unauthenticated(_UNAUTHENTICATED)
+        assert token is not None
+        now = time.time()
         with self._engine.connect() as conn:
-            record = token_store.find_active_token(conn, hash_token(token), time.time())
-        if record is None:
-            raise Unauthenticated(_UNAUTHENTICATED)
-        return Actor(
-            id=record.identity_id,
-            kind=ActorKind(record.identity_kind),
-            org_id=record.org_id,
-            name=record.name,
-        )
+            found = actor_store.load_actor(conn, hash_token(token), now)
+            if found is None:
+                raise Unauthenticated(_UNAUTHENTICATED)
+            actor, row = found
+            idle, last_used = row[actor_store.IDLE_TIMEOUT], row[actor_store.LAST_USED_AT]
+            if idle is not None and (last_used is None or now - last_used > _TOUCH_EVERY_SECONDS):
+                actor_store.touch_token(conn, row[actor_store.TOKEN_ID], now)
+                conn.commit()
+        return actor

@@ -6,10 +6,17 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from coffer.services.access import AccessGate
 from coffer.services.auth import Authenticator
 from coffer.services.fast_read import FastSecretReader
+from coffer.services.login import LoginService
+from coffer.services.machines import AccessService
+from coffer.services.mfa import MfaService
 from coffer.services.projects import ProjectService
 from coffer.services.secrets import SecretService
+from coffer.services.team import TeamService
+from coffer.services.throttle import Throttle
+from coffer.services.tokens import TokenService
 from coffer.services.transfer import TransferService
 
 
@@ -19,6 +26,13 @@ class Services:
 
     engine: Engine
     auth: Authenticator
+    gate: AccessGate
+    throttle: Throttle
+    login: LoginService
+    mfa: MfaService
+    team: TeamService
+    tokens: TokenService
+    access: AccessService
     projects: ProjectService
     secrets: SecretService
     transfer: TransferService

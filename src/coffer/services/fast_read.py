@@ -1,9 +1,10 @@
 """The authenticated read of a secret's current value, as lean as it can be.
 
 Every application hits this on every deploy, so it runs as one driver-level transaction of
-two queries and one insert: token check, the one-query read bundle, the ``secret.read``
-audit entry. Anything but the plain success (bad token, unknown name, missing secret,
-decryption failure) returns None and the caller takes the full path, which produces the
+three queries and one insert: the token and its identity, the identity's grants, the
+one-query read bundle, the ``secret.read`` audit entry; the policy decides in between, with
+the same function as everywhere else. Anything but the plain success (bad token, session
+token, denied access, unknown name, missing secret, decryption failure) returns None and the caller takes the full path, which produces the
 exact error; the rules therefore live in one place and this path only short-cuts success.
 """
 
@@ -15,14 +16,23 @@ from sqlalchemy.engine import Engine
 
 from coffer.audit.writer import AuditWriter
 from coffer.crypto.tokens import hash_token, token_kind
+from coffer.domain.access import Action
 from coffer.domain.errors import DecryptionFailed
 from coffer.domain.events import Event
-from coffer.domain.models import Actor, ActorKind, CallContext, RevealedSecret
+from coffer.domain.models import CallContext, RevealedSecret
 from coffer.domain.names import is_valid_key_name, is_valid_resource_name
+from coffer.services.access import decision_for
+from coffer.services.auth import SESSION_TOKEN_KIND
 from coffer.services.secret_ops import SecretCipher
+from coffer.storage.actor_store import (
+    ACTOR_QUERY,
+    GRANTS_QUERY,
+    IDENTITY_ID,
+    IDLE_TIMEOUT,
+    actor_from_rows,
+)
 from coffer.storage.raw_statements import CompiledStatement, raw_transaction
 from coffer.storage.secret_store import READ_QUERY, read_bundle_from_row
-from coffer.storage.token_store import ACTIVE_TOKEN_QUERY
 
 
 class FastSecretReader:
@@ -32,7 +42,8 @@ class FastSecretReader:
         self._engine = engine
         self._cipher = cipher
         self._audit = audit
-        self._token_query = CompiledStatement(ACTIVE_TOKEN_QUERY, engine)
+        self._actor_query = CompiledStatement(ACTOR_QUERY, engine)
+        self._grants_query = CompiledStatement(GRANTS_QUERY, engine)
         self._read_query = CompiledStatement(READ_QUERY, engine)
 
     def read(
@@ -48,19 +59,29 @@ class FastSecretReader:
         """Returns the current version with its value, having recorded ``secret.read`` in
         the same transaction; None when the full path must decide (never raises CofferError
         for a request problem)."""
-        if token_kind(token) is None or not (
+        if token_kind(token) in (None, SESSION_TOKEN_KIND) or not (
             is_valid_resource_name(project)
             and is_valid_resource_name(environment)
             and is_valid_key_name(key)
         ):
             return None
+        now = time.time()
         with raw_transaction(self._engine) as tx:
-            who = tx.fetch_one(
-                self._token_query, {"token_hash": hash_token(token), "now": time.time()}
-            )
-            if who is None:
+            who = tx.fetch_one(self._actor_query, {"token_hash": hash_token(token), "now": now})
+            if who is None or who[IDLE_TIMEOUT] is not None:
                 return None
-            actor = Actor(id=who[4], kind=ActorKind(who[5]), org_id=who[1], name=who[3])
+            grant_rows = tx.fetch_all(
+                self._grants_query, {"identity_id": who[IDENTITY_ID], "now": now}
+            )
+            actor = actor_from_rows(who, grant_rows)
+            if actor is None:
+                return None
+            ctx = CallContext(actor=actor, source_ip=source_ip, user_agent=user_agent)
+            allowed = decision_for(
+                ctx, Action.SECRET_READ, project=project, environment=environment, now=now
+            ).allowed
+            if not allowed:
+                return None
             row = tx.fetch_one(
                 self._read_query,
                 {
@@ -80,7 +101,6 @@ class FastSecretReader:
                 value = self._cipher.open_bundle(bundle, key)
             except DecryptionFailed:
                 return None
-            ctx = CallContext(actor=actor, source_ip=source_ip, user_agent=user_agent)
             entry = self._audit.entry(
                 ctx,
                 Event.SECRET_READ,

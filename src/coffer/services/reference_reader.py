@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from coffer.domain.access import Action
 from coffer.domain.models import CallContext, Environment, Project
 from coffer.domain.references import SecretRef, expand_value
 from coffer.domain.secret_value import SecretValue
+from coffer.services.access import AccessGate
 from coffer.services.secret_ops import SecretOps
 from coffer.storage import project_store, secret_store
 
@@ -47,7 +49,12 @@ class AuditedReferenceSource:
         return self._environment(project, environment) is not None
 
     def value_of(self, ref: SecretRef) -> str | None:
-        """Returns the current plaintext of the referenced secret (audited), or None."""
+        """Returns the current plaintext of the referenced secret (audited), or None when
+        it does not exist or the caller may not read it (the two look alike)."""
+        if not AccessGate.allows(
+            self._ctx, Action.SECRET_READ, project=ref.project, environment=ref.environment
+        ):
+            return None
         project = self._project(ref.project)
         env = self._environment(ref.project, ref.environment)
         if project is None or env is None:

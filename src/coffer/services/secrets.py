@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from coffer.domain.access import Action
 from coffer.domain.errors import CofferError, InvalidInput, NotFound
 from coffer.domain.events import Event
 from coffer.domain.models import (
@@ -16,6 +17,7 @@ from coffer.domain.models import (
 )
 from coffer.domain.names import validate_key_name
 from coffer.domain.secret_value import SecretValue
+from coffer.services.access import AccessGate
 from coffer.services.lookup import require_scope
 from coffer.services.reference_reader import expand_secret
 from coffer.services.secret_ops import MAX_VERSION, Limits, SecretOps, validate_write
@@ -40,10 +42,11 @@ def _not_found(key: str, environment: str) -> NotFound:
 class SecretService:
     """Reads and writes the secrets of one environment at a time."""
 
-    def __init__(self, engine: Engine, ops: SecretOps, limits: Limits) -> None:
+    def __init__(self, engine: Engine, ops: SecretOps, limits: Limits, gate: AccessGate) -> None:
         self._engine = engine
         self._ops = ops
         self._limits = limits
+        self._gate = gate
 
     def set(
         self,
@@ -58,6 +61,7 @@ class SecretService:
         """Writes a new version of ``key``. Raises InvalidInput/TooLarge for bad input and
         NotFound for an unknown project or environment; changes nothing then."""
         validate_write(key, value, comment, self._limits)
+        self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
             return self._ops.write(conn, ctx, found, env, key, value, comment=comment)
@@ -76,6 +80,7 @@ class SecretService:
         Raises NotFound for an unknown secret or version, InvalidInput for a bad reference."""
         validate_key_name(key)
         _check_version(key, version)
+        self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         with self._engine.begin() as conn:
             bundle = secret_store.fetch_for_read(
                 conn,
@@ -118,6 +123,7 @@ class SecretService:
 
     def list_keys(self, ctx: CallContext, project: str, environment: str) -> list[SecretInfo]:
         """Returns the environment's keys and versions, never values."""
+        self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         with self._engine.begin() as conn:
             _, env = require_scope(conn, ctx.actor, project, environment)
             return secret_store.list_secrets(conn, env.id)
@@ -126,6 +132,7 @@ class SecretService:
         """Destroys the secret and all its versions; returns how many versions were destroyed.
         Raises NotFound when it does not exist."""
         validate_key_name(key)
+        self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
             row = secret_store.find_secret(conn, env.id, key, for_update=True)
@@ -149,6 +156,7 @@ class SecretService:
     ) -> list[SecretVersionInfo]:
         """Returns every version's metadata (author, time, comment), newest first."""
         validate_key_name(key)
+        self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         with self._engine.begin() as conn:
             _, env = require_scope(conn, ctx.actor, project, environment)
             row = secret_store.find_secret(conn, env.id, key)
@@ -170,6 +178,7 @@ class SecretService:
         secret or version does not exist."""
         validate_key_name(key)
         _check_version(key, version)
+        self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
             row = secret_store.find_secret(conn, env.id, key, for_update=True)

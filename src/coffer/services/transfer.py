@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from coffer.domain.access import Action
 from coffer.domain.errors import InvalidInput, NotFound
 from coffer.domain.events import Event
 from coffer.domain.models import (
@@ -19,6 +20,7 @@ from coffer.domain.models import (
 )
 from coffer.domain.names import validate_key_name
 from coffer.domain.secret_value import SecretValue
+from coffer.services.access import AccessGate
 from coffer.services.lookup import require_environment, require_project, require_scope
 from coffer.services.reference_reader import expand_secret
 from coffer.services.secret_ops import Limits, SecretOps, validate_write
@@ -28,10 +30,11 @@ from coffer.storage import secret_store
 class TransferService:
     """Bulk operations; each is one transaction, so it happens whole or not at all."""
 
-    def __init__(self, engine: Engine, ops: SecretOps, limits: Limits) -> None:
+    def __init__(self, engine: Engine, ops: SecretOps, limits: Limits, gate: AccessGate) -> None:
         self._engine = engine
         self._ops = ops
         self._limits = limits
+        self._gate = gate
 
     def _plaintexts(
         self, conn: sa.Connection, project: Project, env: Environment
@@ -57,6 +60,7 @@ class TransferService:
             raise InvalidInput("the import contains no secrets", field="secrets")
         for key, value in values.items():
             validate_write(key, value, comment, self._limits)
+        self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         report = ImportReport()
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
@@ -80,6 +84,7 @@ class TransferService:
     ) -> dict[str, SecretValue]:
         """Returns every current value (references expanded unless ``expand`` is False),
         recording one ``secret.read`` per key."""
+        self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
             values: dict[str, SecretValue] = {}
@@ -91,7 +96,10 @@ class TransferService:
             return values
 
     def diff(self, ctx: CallContext, project: str, from_env: str, to_env: str) -> EnvironmentDiff:
-        """Compares two environments' keys and (raw) values; reports keys only, never values."""
+        """Compares two environments' keys and (raw) values; reports keys only, never values.
+        Needs read access to both environments."""
+        for env_name in (from_env, to_env):
+            self._gate.require(ctx, Action.SECRET_READ, project=project, environment=env_name)
         with self._engine.begin() as conn:
             found = require_project(conn, ctx.actor, project)
             left = self._plaintexts(conn, found, require_environment(conn, found, from_env))
@@ -135,6 +143,9 @@ class TransferService:
         )
         if wanted == []:
             raise InvalidInput("keys must name at least one key when given", field="keys")
+        self._gate.require(ctx, Action.SECRET_READ, project=project, environment=from_env)
+        target_action = Action.SECRET_READ if dry_run else Action.SECRET_WRITE
+        self._gate.require(ctx, target_action, project=project, environment=to_env)
         report = PromotionReport(dry_run=dry_run)
         with self._engine.begin() as conn:
             found = require_project(conn, ctx.actor, project)

@@ -45,6 +45,14 @@ class RawTransaction:
         row: tuple[Any, ...] | None = self._cursor.fetchone()
         return row
 
+    def fetch_all(
+        self, statement: CompiledStatement, values: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Runs a query and returns all its rows."""
+        self._cursor.execute(statement.sql, statement.params(values))
+        rows: list[tuple[Any, ...]] = self._cursor.fetchall()
+        return rows
+
     def execute(self, statement: CompiledStatement, values: Mapping[str, Any]) -> None:
         """Runs a statement that returns no rows."""
         self._cursor.execute(statement.sql, statement.params(values))

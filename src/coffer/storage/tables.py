@@ -36,6 +36,7 @@ organizations = sa.Table(
     sa.Column("id", sa.String(26), primary_key=True),
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("require_mfa", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 api_tokens = sa.Table(
@@ -56,6 +57,61 @@ api_tokens = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=True),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("idle_timeout", sa.Float, nullable=True),
+    sa.Index("ix_api_tokens_identity_id", "identity_id"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("org_id", sa.String(26), _fk("organizations.id"), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("password_changed_at", sa.Float, nullable=False),
+    sa.Column("mfa_seed", sa.LargeBinary, nullable=True),
+    sa.Column("mfa_enabled_at", sa.Float, nullable=True),
+    sa.Column("mfa_last_step", sa.Integer, nullable=True),
+)
+
+mfa_recovery_codes = sa.Table(
+    "mfa_recovery_codes",
+    metadata,
+    sa.Column("user_id", sa.String(26), _fk("users.id"), primary_key=True),
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("used_at", sa.Float, nullable=True),
+)
+
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("org_id", sa.String(26), _fk("organizations.id"), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("invited_by", sa.String(26), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("accepted_at", sa.Float, nullable=True),
+)
+
+machines = sa.Table(
+    "machines",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("org_id", sa.String(26), _fk("organizations.id"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("description", sa.String(256), nullable=True),
+    sa.Column("allowed_ips", sa.JSON, nullable=False),
+    sa.Column("valid_after", sa.Float, nullable=True),
+    sa.Column("valid_before", sa.Float, nullable=True),
+    sa.Column("created_by", sa.String(26), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("org_id", "name"),
 )
 
 projects = sa.Table(
@@ -136,6 +192,22 @@ secret_versions = sa.Table(
     sa.Column("author_kind", sa.String(16), nullable=False),
     sa.Column("comment", sa.String(1024), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
+)
+
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("org_id", sa.String(26), _fk("organizations.id"), nullable=False),
+    sa.Column("identity_id", sa.String(26), nullable=False),
+    sa.Column("identity_kind", sa.String(16), nullable=False),
+    sa.Column("project_id", sa.String(26), _fk("projects.id"), nullable=False),
+    sa.Column("environment_id", sa.String(26), _fk("environments.id"), nullable=True),
+    sa.Column("access", sa.String(8), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("created_by", sa.String(26), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_grants_identity_id", "identity_id"),
 )
 
 audit_log = sa.Table(
