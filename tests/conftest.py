@@ -65,6 +65,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         directory=vault_dir,
         database_url=database_url,
         root_key_file=vault_dir / "root.key",
+        # Cheap Argon2 for speed; test_passwords pins the production defaults.
+        argon2_memory_kib=1024,
+        argon2_time_cost=1,
     )
 
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypedDict
 
 from coffer.domain.durations import parse_duration
 from coffer.domain.errors import ConfigError, InvalidInput
@@ -180,7 +181,25 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
-def _security_settings(env: Mapping[str, str]) -> dict[str, object]:
+class _SecuritySettings(TypedDict):
+    tls_cert: Path | None
+    tls_key: Path | None
+    trusted_proxies: tuple[str, ...]
+    redis_url: str | None
+    rate_limit_ip: str
+    rate_limit_identity: str
+    login_rate_limit: str
+    login_failure_limit: str
+    cli_token_ttl: int
+    session_idle: int
+    session_max: int
+    invitation_ttl: int
+    argon2_memory_kib: int
+    argon2_time_cost: int
+    hash_concurrency: int
+
+
+def _security_settings(env: Mapping[str, str]) -> _SecuritySettings:
     """The identity, TLS and rate-limit settings; raises ConfigError naming the variable."""
     tls_cert = _optional_path(env, "COFFER_TLS_CERT")
     tls_key = _optional_path(env, "COFFER_TLS_KEY")

@@ -11,7 +11,18 @@ from coffer.api.context import BlockingRunner
 from coffer.api.errors import install_error_handlers
 from coffer.api.fast_read import FastReadMiddleware
 from coffer.api.headers import NoStoreHeadersMiddleware
-from coffer.api.routes import environments, projects, secrets, system, transfer
+from coffer.api.routes import (
+    auth,
+    environments,
+    machines,
+    mfa,
+    projects,
+    secrets,
+    system,
+    team,
+    tokens,
+    transfer,
+)
 from coffer.services.container import Services
 
 
@@ -25,7 +36,18 @@ def create_fastapi(services: Services, *, inline_db: bool) -> FastAPI:
     app.state.services = services
     app.state.runner = BlockingRunner(inline=inline_db)
     install_error_handlers(app)
-    for module in (system, projects, environments, secrets, transfer):
+    for module in (
+        system,
+        auth,
+        tokens,
+        team,
+        machines,
+        mfa,
+        projects,
+        environments,
+        secrets,
+        transfer,
+    ):
         app.include_router(module.router)
     return app
 

@@ -52,6 +52,7 @@ def accepted_step(seed: str, code: str, *, last_step: int | None, now: float) ->
 
 def new_recovery_codes() -> list[str]:
     """Returns ``RECOVERY_CODE_COUNT`` random codes like ``k7mq-2x9p-wd4h`` (about 64 bits)."""
+
     def one() -> str:
         raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(13))
         return f"{raw[:4]}-{raw[4:8]}-{raw[8:13]}"

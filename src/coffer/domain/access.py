@@ -164,7 +164,11 @@ def effective_access(
 
 
 def can_see_project(
-    role: Role | None, grants: Iterable[Grant], project: str, environments: Iterable[str], now: float
+    role: Role | None,
+    grants: Iterable[Grant],
+    project: str,
+    environments: Iterable[str],
+    now: float,
 ) -> bool:
     """True when the identity has some access to the project or to one of its environments."""
     grants = tuple(grants)

@@ -22,9 +22,7 @@ def parse_duration(
     else:
         match = _DURATION.fullmatch(text.strip().lower()) if isinstance(text, str) else None
         if match is None:
-            raise InvalidInput(
-                f"{field} must be a duration such as 30s, 5m, 2h or 7d", field=field
-            )
+            raise InvalidInput(f"{field} must be a duration such as 30s, 5m, 2h or 7d", field=field)
         seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"]
     if seconds < minimum:
         raise InvalidInput(f"{field} must be at least {minimum} seconds", field=field)

@@ -105,6 +105,4 @@ class AccessGate:
         """True when the caller has some access to the project or one of its environments."""
         if not AccessGate.allows(ctx, Action.PROJECT_VIEW):
             return False
-        return can_see_project(
-            ctx.actor.role, ctx.actor.grants, project, environments, time.time()
-        )
+        return can_see_project(ctx.actor.role, ctx.actor.grants, project, environments, time.time())

@@ -278,8 +278,5 @@ class LoginService:
             user = user_store.find_user_by_email(conn, invitation.email)
             assert user is not None
             ctx = CallContext(actor=user_actor(user), source_ip=source_ip, user_agent=user_agent)
-            self._audit.append(
-                conn, ctx, Event.MEMBER_JOINED, metadata={"role": user.role.value}
-            )
+            self._audit.append(conn, ctx, Event.MEMBER_JOINED, metadata={"role": user.role.value})
         return user
-

@@ -158,7 +158,11 @@ class AccessService:
                 conn,
                 ctx,
                 Event.MACHINE_CREATED,
-                metadata={"name": name, "scopes": ",".join(scopes), "allowed_ips": ",".join(networks)},
+                metadata={
+                    "name": name,
+                    "scopes": ",".join(scopes),
+                    "allowed_ips": ",".join(networks),
+                },
             )
             for scope in parsed:
                 self._put_grant(

@@ -56,7 +56,9 @@ class MfaService:
                 raise Conflict("MFA is already enabled; disable it first to enrol again")
             sealed = self._kek.seal_small_secret(seed.encode(), mfa_secret_aad(user_id=user.id))
             user_store.update_user(conn, user.id, mfa_seed=sealed, mfa_last_step=None)
-        return MfaEnrolment(secret=seed, otpauth_uri=totp.provisioning_uri(seed, account=user.email))
+        return MfaEnrolment(
+            secret=seed, otpauth_uri=totp.provisioning_uri(seed, account=user.email)
+        )
 
     def enable(self, ctx: CallContext, code: str) -> list[str]:
         """Confirms enrolment with a current code; returns one-time recovery codes (shown once).

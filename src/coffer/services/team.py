@@ -108,7 +108,9 @@ class TeamService:
                 Event.ROLE_CHANGED,
                 metadata={"email": user.email, "from": user.role.value, "to": wanted.value},
             )
-            return next(m for m in user_store.list_members(conn, ctx.actor.org_id) if m.id == user.id)
+            return next(
+                m for m in user_store.list_members(conn, ctx.actor.org_id) if m.id == user.id
+            )
 
     def remove(self, ctx: CallContext, email: str) -> None:
         """Removes a member: their account, tokens, API keys and grants go. Raises NotFound
@@ -118,7 +120,9 @@ class TeamService:
         with self._engine.begin() as conn:
             user = _member(conn, ctx, email)
             if user.role is Role.OWNER:
-                raise Conflict("the owner cannot be removed; transfer ownership first", field="email")
+                raise Conflict(
+                    "the owner cannot be removed; transfer ownership first", field="email"
+                )
             revoked = token_store.revoke_tokens(conn, now=now, identity_id=user.id)
             access_store.delete_identity_grants(conn, user.id)
             user_store.delete_user(conn, user.id)

@@ -29,8 +29,7 @@ def parse_rate(text: str, *, variable: str) -> RateLimitItem | None:
         return parse(text)
     except ValueError:
         raise ConfigError(
-            f"{variable} must be a rate such as 10/minute or 5 per 15 minutes, or off; "
-            f"got {text!r}"
+            f"{variable} must be a rate such as 10/minute or 5 per 15 minutes, or off; got {text!r}"
         ) from None
 
 

@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-
 from sqlalchemy.engine import Engine
 
 from coffer.audit.writer import AuditWriter
@@ -114,7 +113,9 @@ def create_organization(
             role=Role.OWNER,
             now=now,
         )
-        audit.append(conn, ctx, Event.MEMBER_JOINED, metadata={"email": owner.email, "role": "owner"})
+        audit.append(
+            conn, ctx, Event.MEMBER_JOINED, metadata={"email": owner.email, "role": "owner"}
+        )
     return InitResult(organization=org, token=token)
 
 

@@ -4,6 +4,7 @@ sealed TOTP seeds are stored here and never leave the services layer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -45,13 +46,20 @@ _USER_COLUMNS = (
 _USERS = users.join(organizations, organizations.c.id == users.c.org_id)
 
 
-def _user(row: sa.Row[tuple[object, ...]] | None) -> UserRow | None:
+def _user(row: Any) -> UserRow | None:
     if row is None:
         return None
-    values = list(row)
-    values[3] = Role(values[3])
-    values[8] = bool(values[8])
-    return UserRow(*values)  # type: ignore[arg-type]
+    return UserRow(
+        id=row[0],
+        org_id=row[1],
+        email=row[2],
+        role=Role(row[3]),
+        password_hash=row[4],
+        mfa_seed=row[5],
+        mfa_enabled_at=row[6],
+        mfa_last_step=row[7],
+        require_mfa=bool(row[8]),
+    )
 
 
 def find_user_by_email(
@@ -107,7 +115,9 @@ def list_members(conn: sa.Connection, org_id: str) -> list[MemberInfo]:
         .order_by(users.c.email)
     ).all()
     return [
-        MemberInfo(id=r[0], email=r[1], role=Role(r[2]), created_at=r[3], mfa_enabled=r[4] is not None)
+        MemberInfo(
+            id=r[0], email=r[1], role=Role(r[2]), created_at=r[3], mfa_enabled=r[4] is not None
+        )
         for r in rows
     ]
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from coffer.api.context import Caller
+from coffer.api.serialize import iso
 
 router = APIRouter()
 
@@ -19,6 +20,24 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/api/v1/whoami", tags=["system"])
 async def whoami(caller: Caller) -> dict[str, Any]:
-    """Returns the identity behind the bearer token."""
+    """Returns the identity behind the token: kind, role, grants and restrictions."""
     actor = caller.actor
-    return {"id": actor.id, "kind": str(actor.kind), "org_id": actor.org_id, "name": actor.name}
+    return {
+        "id": actor.id,
+        "kind": str(actor.kind),
+        "org_id": actor.org_id,
+        "name": actor.name,
+        "role": actor.role.value if actor.role else None,
+        "token_kind": actor.token_kind,
+        "token_id": actor.token_id,
+        "grants": [
+            {
+                "project": g.project,
+                "environment": g.environment,
+                "access": g.access.value,
+                "expires_at": iso(g.expires_at) if g.expires_at else None,
+            }
+            for g in actor.grants
+        ],
+        "mfa_enrolment_required": actor.restrictions.mfa_enrolment_required,
+    }
