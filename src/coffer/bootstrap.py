@@ -81,7 +81,7 @@ def build_services(settings: Settings) -> Services:
         projects=ProjectService(engine, keyring, audit, gate),
         secrets=SecretService(engine, ops, limits, gate),
         transfer=TransferService(engine, ops, limits, gate),
-        fast_reader=FastSecretReader(engine, cipher, audit),
+        fast_reader=FastSecretReader(engine, cipher, audit, throttle),
     )
 
 

@@ -7,10 +7,11 @@ from starlette.types import ASGIApp
 
 from coffer import __version__
 from coffer.api.body_limit import BodyLimitMiddleware
+from coffer.api.client_address import TrustedProxyMiddleware, parse_trusted_proxies
 from coffer.api.context import BlockingRunner
 from coffer.api.errors import install_error_handlers
 from coffer.api.fast_read import FastReadMiddleware
-from coffer.api.headers import NoStoreHeadersMiddleware
+from coffer.api.rate_limit import RateLimitMiddleware
 from coffer.api.routes import (
     auth,
     environments,
@@ -23,6 +24,7 @@ from coffer.api.routes import (
     tokens,
     transfer,
 )
+from coffer.api.security_headers import SecurityHeadersMiddleware
 from coffer.services.container import Services
 
 
@@ -52,9 +54,18 @@ def create_fastapi(services: Services, *, inline_db: bool) -> FastAPI:
     return app
 
 
-def create_app(services: Services, *, max_body_bytes: int) -> ASGIApp:
-    """Returns the app wrapped in the body-size limit, ready for an ASGI server."""
+def create_app(
+    services: Services, *, max_body_bytes: int, trusted_proxies: tuple[str, ...] = ()
+) -> ASGIApp:
+    """Returns the app ready for an ASGI server. From the outside in: the real client
+    address (behind trusted proxies), protective headers, the per-address rate limit, the
+    body-size limit, the hot read path, then FastAPI."""
     inline_db = services.engine.dialect.name == "sqlite"
     app = create_fastapi(services, inline_db=inline_db)
     fast = FastReadMiddleware(app, services.fast_reader, app.state.runner)
-    return BodyLimitMiddleware(NoStoreHeadersMiddleware(fast), limit=max_body_bytes)
+    limited = RateLimitMiddleware(
+        BodyLimitMiddleware(fast, limit=max_body_bytes), services.throttle
+    )
+    return TrustedProxyMiddleware(
+        SecurityHeadersMiddleware(limited), parse_trusted_proxies(trusted_proxies)
+    )

@@ -18,13 +18,14 @@ from sqlalchemy.engine import Engine
 from coffer.audit.writer import AuditWriter
 from coffer.crypto.tokens import hash_token, token_kind
 from coffer.domain.access import Action
-from coffer.domain.errors import DecryptionFailed
+from coffer.domain.errors import DecryptionFailed, RateLimited
 from coffer.domain.events import Event
 from coffer.domain.models import CallContext, RevealedSecret
 from coffer.domain.names import is_valid_key_name, is_valid_resource_name
 from coffer.services.access import decision_for
 from coffer.services.auth import SESSION_TOKEN_KIND
 from coffer.services.secret_ops import SecretCipher
+from coffer.services.throttle import Throttle
 from coffer.storage.actor_store import (
     ACTOR_QUERY,
     GRANTS_QUERY,
@@ -39,8 +40,11 @@ from coffer.storage.secret_store import READ_QUERY, read_bundle_from_row
 class FastSecretReader:
     """Reads the current value of one secret for a bearer token, or returns None."""
 
-    def __init__(self, engine: Engine, cipher: SecretCipher, audit: AuditWriter) -> None:
+    def __init__(
+        self, engine: Engine, cipher: SecretCipher, audit: AuditWriter, throttle: Throttle
+    ) -> None:
         self._engine = engine
+        self._throttle = throttle
         self._cipher = cipher
         self._audit = audit
         self._actor_query = CompiledStatement(ACTOR_QUERY, engine)
@@ -75,7 +79,7 @@ class FastSecretReader:
                 self._grants_query, {"identity_id": who[IDENTITY_ID], "now": now}
             )
             actor = actor_from_rows(who, grant_rows)
-            if actor is None:
+            if actor is None or not self._within_rate(actor.id):
                 return None
             ctx = CallContext(actor=actor, source_ip=source_ip, user_agent=user_agent)
             allowed = decision_for(
@@ -119,3 +123,12 @@ class FastSecretReader:
             created_at=stored.created_at,
             comment=stored.comment,
         )
+
+    def _within_rate(self, identity_id: str) -> bool:
+        """Counts the request against the identity's limit; False when over it (the full
+        path then counts again and answers 429)."""
+        try:
+            self._throttle.hit("api_per_identity", identity_id)
+        except RateLimited:
+            return False
+        return True

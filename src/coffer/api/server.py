@@ -1,0 +1,42 @@
+"""Runs the app under uvicorn with coffer's settings: address, TLS, logging."""
+
+from __future__ import annotations
+
+from coffer.api.app import create_app
+from coffer.config import Settings
+from coffer.domain.errors import ConfigError
+from coffer.services.container import Services
+
+
+def serve(services: Services, settings: Settings) -> None:
+    """Serves the API until interrupted; HTTPS when the settings name a certificate and key.
+    Raises ConfigError when the certificate or key cannot be read."""
+    import uvicorn
+
+    for path in (settings.tls_cert, settings.tls_key):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"TLS file {path} does not exist or is not a file")
+    app = create_app(
+        services,
+        max_body_bytes=settings.max_body_bytes,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        server_header=False,
+        # coffer applies COFFER_TRUSTED_PROXIES itself; uvicorn must not rewrite the client.
+        proxy_headers=False,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+    )
+
+
+def server_address(settings: Settings) -> str:
+    """The URL clients use to reach this server."""
+    scheme = "https" if settings.tls_cert else "http"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{scheme}://{host}:{settings.port}"
