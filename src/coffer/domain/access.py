@@ -20,6 +20,7 @@ the resource names and the request's source address, and returns a ``Decision``.
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -71,10 +72,15 @@ _ROLE_NEEDED = {
 
 
 def parse_role(text: str, *, field: str = "role", allow_owner: bool = False) -> Role:
-    """Returns the role named by ``text`` in any case or spacing. Raises InvalidInput naming
+    """Returns the role named by ``text`` in any case, spacing or Unicode compatibility form
+    (``" OWNER "``, full-width letters). Raises InvalidInput naming
     ``field`` for an unknown role, and for ``owner`` unless ``allow_owner`` (ownership moves
     only by transfer)."""
-    normalized = " ".join(text.split()).casefold() if isinstance(text, str) else ""
+    normalized = (
+        "".join(unicodedata.normalize("NFKC", text).split()).casefold()
+        if isinstance(text, str)
+        else ""
+    )
     allowed = [r.value for r in Role if allow_owner or r is not Role.OWNER]
     if normalized not in allowed:
         if normalized == Role.OWNER.value:
@@ -89,7 +95,9 @@ def parse_role(text: str, *, field: str = "role", allow_owner: bool = False) -> 
 
 def parse_access(text: str, *, field: str = "access") -> AccessLevel:
     """Returns the access level named by ``text`` (case-insensitive); raises InvalidInput."""
-    normalized = text.strip().casefold() if isinstance(text, str) else ""
+    normalized = (
+        unicodedata.normalize("NFKC", text).strip().casefold() if isinstance(text, str) else ""
+    )
     if normalized not in {level.value for level in AccessLevel}:
         raise InvalidInput(f"{field} must be one of none, read, write", field=field)
     return AccessLevel(normalized)

@@ -135,6 +135,12 @@ class LoginService:
                 self._audit.append(
                     conn,
                     ctx,
+                    Event.TOKEN_CREATED,
+                    metadata={"kind": issued.info.kind, "token_id": issued.info.id},
+                )
+                self._audit.append(
+                    conn,
+                    ctx,
                     Event.AUTH_LOGIN,
                     metadata={
                         "token_kind": issued.info.kind,

@@ -20,6 +20,7 @@ from coffer.domain.team import InvitationInfo, IssuedInvitation, MemberInfo
 from coffer.services.access import AccessGate
 from coffer.services.token_issuer import INVITATION_TOKEN
 from coffer.storage import access_store, token_store, user_store
+from coffer.storage.database import scrub_deleted
 from coffer.storage.tables import organizations
 from coffer.storage.user_store import UserRow
 
@@ -196,3 +197,4 @@ class TeamService:
                 )
             self._audit.append(conn, ctx, Event.ORG_DELETED, metadata={"name": name})
             conn.execute(sa.delete(organizations).where(organizations.c.id == ctx.actor.org_id))
+        scrub_deleted(self._engine)

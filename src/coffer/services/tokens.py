@@ -54,15 +54,17 @@ class TokenService:
                 identity_id=None if everyone else ctx.actor.id,
             )
 
-    def revoke(self, ctx: CallContext, token_id: str) -> TokenInfo:
-        """Revokes one active token: the caller's own, or anyone's for admins and owners.
-        Raises NotFound for an unknown id (or another person's, to a non-admin)."""
+    def revoke(self, ctx: CallContext, token_id: str, *, kind: str | None = None) -> TokenInfo:
+        """Revokes one active token (of ``kind``, when given): the caller's own, or anyone's
+        for admins and owners. Raises NotFound for an unknown id (or another person's, to a
+        non-admin, or one of another kind)."""
         self._gate.require(ctx, Action.SELF_MANAGE)
         admin = self._gate.allows(ctx, Action.TEAM_MANAGE)
         now = time.time()
         with self._engine.begin() as conn:
             found = token_store.find_token(conn, ctx.actor.org_id, token_id, now)
-            if found is None or (found.identity_id != ctx.actor.id and not admin):
+            mine = found is not None and found.identity_id == ctx.actor.id
+            if found is None or not (mine or admin) or (kind and found.kind != kind):
                 raise NotFound(f"no active token {token_id!r}", field="id")
             token_store.revoke_tokens(conn, now=now, token_id=found.id)
             event = Event.APIKEY_REVOKED if found.kind == API_KEY else Event.TOKEN_REVOKED

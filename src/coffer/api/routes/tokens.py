@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.serialize import issued_json, token_json
+from coffer.services.token_issuer import API_KEY
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
 
@@ -65,5 +66,5 @@ async def revoke_key(
     key_id: str, caller: Caller, services: ServicesDep, run: Run
 ) -> dict[str, Any]:
     """Revokes one of the caller's API keys."""
-    info = await run(services.tokens.revoke, caller, key_id)
+    info = await run(services.tokens.revoke, caller, key_id, kind=API_KEY)
     return {"revoked": True, **token_json(info)}
