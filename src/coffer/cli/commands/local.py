@@ -80,19 +80,29 @@ def server(
     init_missing: Annotated[
         bool, typer.Option("--init/--no-init", help="Initialise the vault if there is none.")
     ] = True,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate: serve HTTPS.")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")
+    ] = None,
 ) -> None:
     """Start the API server (initialising a new vault on first start)."""
-    import uvicorn
-
-    from coffer.api.app import create_app
+    from coffer.api.server import serve, server_address
     from coffer.bootstrap import build_services, initialise_vault, vault_exists
     from coffer.config import Settings
+    from coffer.domain.errors import ConfigError
 
     settings = Settings.from_env(directory=directory)
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key must be given together")
     settings = settings.with_overrides(
-        host=host or settings.host, port=port if port is not None else settings.port
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+        tls_cert=tls_cert or settings.tls_cert,
+        tls_key=tls_key or settings.tls_key,
     )
-    addr = f"http://{settings.host}:{settings.port}"
+    addr = server_address(settings)
     ensure_port_free(settings.host, settings.port)
     banner = ""
     if init_missing and not vault_exists(settings):
@@ -101,17 +111,9 @@ def server(
             result.token, addr
         )
     services = build_services(settings)
-    app = create_app(services, max_body_bytes=settings.max_body_bytes)
     sys.stdout.write(f"{banner}\ncoffer listening on {addr}  (API docs: {addr}/docs)\n")
     sys.stdout.flush()
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            access_log=settings.access_log,
-            server_header=False,
-        )
+        serve(services, settings)
     finally:
         services.close()
