@@ -13,9 +13,7 @@ def serve(services: Services, settings: Settings) -> None:
     Raises ConfigError when the certificate or key cannot be read."""
     import uvicorn
 
-    for path in (settings.tls_cert, settings.tls_key):
-        if path is not None and not path.is_file():
-            raise ConfigError(f"TLS file {path} does not exist or is not a file")
+    check_tls_files(settings)
     app = create_app(
         services,
         max_body_bytes=settings.max_body_bytes,
@@ -40,3 +38,10 @@ def server_address(settings: Settings) -> str:
     scheme = "https" if settings.tls_cert else "http"
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     return f"{scheme}://{host}:{settings.port}"
+
+
+def check_tls_files(settings: Settings) -> None:
+    """Raises ConfigError naming a TLS certificate or key file that is not there."""
+    for path in (settings.tls_cert, settings.tls_key):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"TLS file {path} does not exist or is not a file")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from coffer.cli.common import JsonOpt, handle_errors
 from coffer.cli.output import print_json
+from coffer.cli.passwords import PasswordStdinOpt
+
+if TYPE_CHECKING:
+    from coffer.config import Settings
 
 DirOpt = Annotated[
     Path | None,
@@ -36,7 +40,13 @@ def ensure_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def _token_banner(token: str, addr: str) -> str:
+def _token_banner(token: str, addr: str, *, break_glass: bool = False) -> str:
+    if break_glass:
+        return (
+            "\nBootstrap owner token (shown once, stored only as a hash): keep it offline as a\n"
+            "break-glass credential, or revoke it with `coffer tokens revoke ID` once logged in:\n\n"
+            f"    {token}\n"
+        )
     return (
         "\nBootstrap owner token (shown once, stored only as a hash):\n\n"
         f"    {token}\n\n"
@@ -45,31 +55,70 @@ def _token_banner(token: str, addr: str) -> str:
     )
 
 
+def _owner_banner(email: str, addr: str) -> str:
+    return (
+        f"\nOwner account: {email}. Log in from another terminal, once the server runs:\n\n"
+        f"    coffer login --addr {addr} --email {email}\n"
+    )
+
+
+def _owner_credentials(settings: Settings, email: str, password_stdin: bool) -> tuple[str, str]:
+    """Returns the normalised e-mail and a new password for the owner account, asking only
+    once the address is valid and the vault does not exist yet."""
+    from coffer.bootstrap import vault_exists
+    from coffer.cli.passwords import read_new_password
+    from coffer.domain.errors import Conflict
+    from coffer.domain.identity import normalize_email
+
+    address = normalize_email(email)
+    if vault_exists(settings):
+        raise Conflict("this vault is already initialised")
+    return address, read_new_password(password_stdin, f"Password for {address}")
+
+
 @handle_errors
 def init(
     directory: DirOpt = None,
     org: Annotated[str, typer.Option("--org", help="First organization's name.")] = "default",
+    email: Annotated[
+        str | None,
+        typer.Option("--email", help="Also create the owner's account with this e-mail."),
+    ] = None,
+    password_stdin: PasswordStdinOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a new vault: root key file (0600), database, first organization, owner token."""
+    """Create a new vault: root key file (0600), database, first organization, bootstrap
+    owner token and, with --email, the owner's account (password from a prompt or stdin)."""
     from coffer.bootstrap import initialise_vault
     from coffer.config import Settings
 
     settings = Settings.from_env(directory=directory)
-    result = initialise_vault(settings, org)
+    owner = None if email is None else _owner_credentials(settings, email, password_stdin)
+    result = initialise_vault(
+        settings,
+        org,
+        owner_email=owner[0] if owner else None,
+        owner_password=owner[1] if owner else None,
+    )
     addr = f"http://{settings.host}:{settings.port}"
     if as_json:
         print_json(
             {
                 "directory": str(settings.directory),
                 "organization": result.organization.name,
+                "owner": owner[0] if owner else None,
                 "token": result.token,
                 "addr": addr,
             }
         )
         return
-    sys.stdout.write(f"Initialised a coffer vault in {settings.directory}\n")
-    sys.stdout.write(_token_banner(result.token, addr))
+    sys.stdout.write(
+        f"Initialised a coffer vault in {settings.directory} "
+        f"(organization {result.organization.name})\n"
+    )
+    if owner:
+        sys.stdout.write(_owner_banner(owner[0], addr))
+    sys.stdout.write(_token_banner(result.token, addr, break_glass=owner is not None))
 
 
 @handle_errors
@@ -88,7 +137,7 @@ def server(
     ] = None,
 ) -> None:
     """Start the API server (initialising a new vault on first start)."""
-    from coffer.api.server import serve, server_address
+    from coffer.api.server import check_tls_files, serve, server_address
     from coffer.bootstrap import build_services, initialise_vault, vault_exists
     from coffer.config import Settings
     from coffer.domain.errors import ConfigError
@@ -102,6 +151,7 @@ def server(
         tls_cert=tls_cert or settings.tls_cert,
         tls_key=tls_key or settings.tls_key,
     )
+    check_tls_files(settings)
     addr = server_address(settings)
     ensure_port_free(settings.host, settings.port)
     banner = ""
