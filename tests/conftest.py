@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -34,12 +35,14 @@ def _postgres_schema_url(schema: str) -> str:
     return f"{PG_URL}{separator}options={quote(f'-csearch_path={schema}')}"
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a new schema on the PostgreSQL server."""
-    if request.param == "sqlite":
-        (tmp_path / "vault").mkdir(mode=0o700)
-        yield f"sqlite:///{tmp_path / 'vault' / 'coffer.db'}"
+@contextmanager
+def backend_database(backend: str, directory: Path) -> Iterator[str]:
+    """A fresh, empty database on ``backend``: a SQLite file under ``directory/vault``, or a
+    new schema on the PostgreSQL server (dropped afterwards). Skips (fails under CI) when
+    PostgreSQL is not configured."""
+    if backend == "sqlite":
+        (directory / "vault").mkdir(mode=0o700)
+        yield f"sqlite:///{directory / 'vault' / 'coffer.db'}"
         return
     if not PG_URL:
         if os.environ.get("CI"):
@@ -55,6 +58,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new schema on the PostgreSQL server."""
+    with backend_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Like ``database_url``, but shared by the tests of one module (for costly set-ups);
+    its directory is the URL's ``vault`` folder's parent."""
+    with backend_database(request.param, tmp_path_factory.mktemp("module")) as url:
+        yield url
 
 
 @pytest.fixture

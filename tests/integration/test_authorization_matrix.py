@@ -1,0 +1,730 @@
+"""The authorization matrix: every route of the API against every kind of caller, on both
+backends (the callers are described in ``authorization_world``).
+
+Each row of ``CASES`` names a route, builds its request for a caller, and says who may make
+it. Allowed callers get 2xx; others get 403 (with exactly one ``access.denied`` audit entry),
+or 401 for a revoked, expired or missing token. The owner of the other organization is an
+ordinary caller for routes about their own organization; for routes naming one of acme's
+resources, their answer must be exactly the answer for a resource that does not exist.
+A route missing from the table fails ``test_every_route_is_in_the_matrix``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import httpx
+import pytest
+
+from coffer.api.app import create_fastapi
+from coffer.crypto.totp import current_code
+from coffer.services.container import Services
+from tests.integration.authorization_world import (
+    ADMIN,
+    BYSTANDER,
+    DEPLOY,
+    DEV,
+    ENVS,
+    EVERYONE,
+    FOREIGN,
+    KEY,
+    LAPSED,
+    MACHINES,
+    MISSING,
+    ORG,
+    OWNER,
+    PEOPLE,
+    PROJECT,
+    PROMO_KEY,
+    RIVAL,
+    SECRET_MARK,
+    STAFF,
+    TEMP,
+    UNAUTHENTICATED,
+    VALID,
+    VIEWER,
+    Call,
+    Identity,
+    Target,
+    World,
+    open_world,
+    readers,
+    secret_url,
+    writers,
+)
+from tests.integration.team_helpers import API, PASSWORD, bearer, create_second_org, join, login
+
+Builder = Callable[[World, Identity, Target], Call]
+Check = Callable[[str, httpx.Response], str | None]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: a route, how to call it, and who may.
+
+    ``scoped`` rows name a resource of acme (the other organization's owner must get the
+    answer for a nonexistent one); unscoped rows act on the caller's own organization.
+    ``denied`` overrides the refusal status for some callers; ``check`` looks at an allowed
+    answer's body; ``bug`` marks a known server bug (strict xfail).
+    """
+
+    method: str
+    route: str
+    label: str
+    build: Builder
+    allowed: frozenset[str]
+    scoped: bool = True
+    public: bool = False
+    denied: Mapping[str, int] = field(default_factory=dict)
+    check: Check | None = None
+    bug: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The pytest id."""
+        return f"{self.method} {self.route} [{self.label}]"
+
+
+# --- builders -----------------------------------------------------------------------------
+
+
+def fixed(method: str, url: str, **kwargs: Any) -> Builder:
+    """A request that is the same for every caller."""
+    return lambda w, who, t: Call(method, url, **kwargs)
+
+
+def in_project(method: str, suffix: str, **kwargs: Any) -> Builder:
+    """A request under ``/projects/{project}``."""
+    return lambda w, who, t: Call(method, f"{API}/projects/{t.project()}{suffix}", **kwargs)
+
+
+def in_secret(method: str, env: str, key: str = KEY, **kwargs: Any) -> Builder:
+    """A request on a secret of the target project."""
+    return lambda w, who, t: Call(method, secret_url(t.project(), env, key), **kwargs)
+
+
+def put_fresh_secret(env: str) -> Builder:
+    def build(w: World, who: Identity, t: Target) -> Call:
+        key = w.unique("matrix/put")
+        return Call("PUT", secret_url(t.project(), env, key), json={"value": "v"})
+
+    return build
+
+
+def delete_fresh_secret(env: str) -> Builder:
+    def build(w: World, who: Identity, t: Target) -> Call:
+        key = w.unique("matrix/doomed")
+        w.as_owner("PUT", secret_url(t.home, env, key), json={"value": "v"})
+        return Call("DELETE", secret_url(t.project(), env, key))
+
+    return build
+
+
+def history(env: str) -> Builder:
+    return lambda w, who, t: Call(
+        "GET", f"{API}/projects/{t.project()}/environments/{env}/history/{KEY}"
+    )
+
+
+def rollback(env: str) -> Builder:
+    return lambda w, who, t: Call(
+        "POST",
+        f"{API}/projects/{t.project()}/environments/{env}/rollback/{KEY}",
+        json={"version": 1},
+    )
+
+
+def import_into(env: str) -> Builder:
+    def build(w: World, who: Identity, t: Target) -> Call:
+        secrets = {w.unique("IMPORTED").replace("-", "_"): "v"}
+        url = f"{API}/projects/{t.project()}/environments/{env}/import"
+        return Call("POST", url, json={"secrets": secrets})
+
+    return build
+
+
+def export_from(env: str) -> Builder:
+    return lambda w, who, t: Call("GET", f"{API}/projects/{t.project()}/environments/{env}/export")
+
+
+def list_secrets(env: str) -> Builder:
+    return lambda w, who, t: Call("GET", f"{API}/projects/{t.project()}/environments/{env}/secrets")
+
+
+def diff(source: str, target: str) -> Builder:
+    return in_project("GET", "/diff", params={"from": source, "to": target})
+
+
+def promote(source: str, target: str, *, dry_run: bool = False) -> Builder:
+    body = {
+        "from": source,
+        "to": target,
+        "keys": [PROMO_KEY],
+        "overwrite": True,
+        "dry_run": dry_run,
+    }
+    return in_project("POST", "/promote", json=body)
+
+
+def create_project(w: World, who: Identity, t: Target) -> Call:
+    return Call("POST", f"{API}/projects", json={"name": w.unique("made")})
+
+
+def delete_project(w: World, who: Identity, t: Target) -> Call:
+    name = w.unique("doomed")
+    w.as_owner("POST", f"{API}/projects", json={"name": name})
+    return Call("DELETE", f"{API}/projects/{t.pick('project', name)}")
+
+
+def create_environment(w: World, who: Identity, t: Target) -> Call:
+    return Call(
+        "POST", f"{API}/projects/{t.project()}/environments", json={"name": w.unique("env")}
+    )
+
+
+def delete_environment(w: World, who: Identity, t: Target) -> Call:
+    env = w.unique("gone")
+    w.as_owner("POST", f"{API}/projects/{t.home}/environments", json={"name": env})
+    return Call("DELETE", f"{API}/projects/{t.project()}/environments/{env}")
+
+
+def invite(w: World, who: Identity, t: Target) -> Call:
+    body = {"email": f"{w.unique('invitee')}@{who.domain}", "role": "viewer"}
+    return Call("POST", f"{API}/members/invite", json=body)
+
+
+def change_role(w: World, who: Identity, t: Target) -> Call:
+    return Call("PATCH", f"{API}/members/{t.pick('member', BYSTANDER)}", json={"role": "viewer"})
+
+
+def remove_member(w: World, who: Identity, t: Target) -> Call:
+    pawn = f"{w.unique('pawn')}@acme.test"
+    join(w.client, w.who[OWNER].token or "", pawn)
+    return Call("DELETE", f"{API}/members/{t.pick('member', pawn)}")
+
+
+def transfer_ownership(w: World, who: Identity, t: Target) -> Call:
+    def give_back(response: httpx.Response) -> None:
+        if response.is_success:
+            w.as_(
+                w.who[ADMIN].token,
+                "POST",
+                f"{API}/members/transfer-ownership",
+                json={"email": "owner@acme.test"},
+            )
+
+    body = {"email": t.pick("member", "admin@acme.test")}
+    return Call("POST", f"{API}/members/transfer-ownership", json=body, after=give_back)
+
+
+def delete_org(w: World, who: Identity, t: Target) -> Call:
+    if who.name != OWNER:
+        return Call("DELETE", f"{API}/org", json={"confirm": t.pick("org", ORG)})
+    # The owner deletes an organization of their own, so acme survives the matrix.
+    scratch = w.unique("scratch")
+    create_second_org(w.services, w.settings, scratch, f"owner@{scratch}.test")
+    token = login(w.client, f"owner@{scratch}.test")["token"]
+    return Call("DELETE", f"{API}/org", json={"confirm": scratch}, token=token)
+
+
+def create_machine(w: World, who: Identity, t: Target) -> Call:
+    body = {"name": w.unique("robot"), "scopes": [f"{t.project()}:development:read"]}
+    return Call("POST", f"{API}/machines", json=body)
+
+
+def delete_machine(w: World, who: Identity, t: Target) -> Call:
+    name = w.unique("scrap")
+    body = {"name": name, "scopes": [f"{t.home}:development:read"]}
+    w.as_owner("POST", f"{API}/machines", json=body)
+    return Call("DELETE", f"{API}/machines/{t.pick('machine', name)}")
+
+
+def machine_token(w: World, who: Identity, t: Target) -> Call:
+    return Call("POST", f"{API}/machines/{t.pick('machine', DEPLOY)}/tokens", json={})
+
+
+def create_grant(w: World, who: Identity, t: Target) -> Call:
+    body = {"member": t.pick("member", BYSTANDER), "scope": f"{t.project()}:staging:read"}
+    return Call("POST", f"{API}/grants", json=body)
+
+
+def revoke_grant(w: World, who: Identity, t: Target) -> Call:
+    body = {"member": BYSTANDER, "scope": f"{t.home}:development:read"}
+    grant_id = w.as_owner("POST", f"{API}/grants", json=body).json()["id"]
+    return Call("DELETE", f"{API}/grants/{t.pick('grant', grant_id)}")
+
+
+def revoke_own_token(w: World, who: Identity, t: Target) -> Call:
+    _, token_id = w.fresh_token(who)
+    return Call("DELETE", f"{API}/tokens/{token_id}")
+
+
+def revoke_bystanders_token(w: World, who: Identity, t: Target) -> Call:
+    token_id = login(w.client, BYSTANDER)["id"]
+    return Call("DELETE", f"{API}/tokens/{t.pick('token', token_id)}")
+
+
+def create_key(w: World, who: Identity, t: Target) -> Call:
+    def revoke(response: httpx.Response) -> None:
+        if response.is_success:
+            w.as_(who.token, "DELETE", f"{API}/keys/{response.json()['id']}")
+
+    return Call("POST", f"{API}/keys", json={"name": w.unique("key")}, after=revoke)
+
+
+def revoke_own_key(w: World, who: Identity, t: Target) -> Call:
+    made = w.client.post(f"{API}/keys", json={"name": "doomed"}, headers=bearer(who.token))
+    key_id = made.json()["id"] if made.is_success else MISSING["token"]
+    return Call("DELETE", f"{API}/keys/{key_id}")
+
+
+def revoke_bystanders_key(w: World, who: Identity, t: Target) -> Call:
+    token = login(w.client, BYSTANDER)["token"]
+    key_id = w.as_(token, "POST", f"{API}/keys", json={"name": "theirs"}).json()["id"]
+
+    def clean_up(response: httpx.Response) -> None:
+        w.client.delete(f"{API}/keys/{key_id}", headers=bearer(token))
+
+    return Call("DELETE", f"{API}/keys/{t.pick('token', key_id)}", after=clean_up)
+
+
+def mfa_enable(w: World, who: Identity, t: Target) -> Call:
+    setup = w.client.post(f"{API}/mfa/setup", headers=bearer(who.token))
+    code = current_code(setup.json()["secret"]) if setup.is_success else "000000"
+
+    def disable(response: httpx.Response) -> None:
+        if response.is_success:
+            recovery = response.json()["recovery_codes"][0]
+            w.as_(who.token, "POST", f"{API}/mfa/disable", json={"code": recovery})
+
+    return Call("POST", f"{API}/mfa/enable", json={"code": code}, after=disable)
+
+
+def mfa_disable(w: World, who: Identity, t: Target) -> Call:
+    code = "abcd-efgh-jkmnp"
+    setup = w.client.post(f"{API}/mfa/setup", headers=bearer(who.token))
+    if setup.is_success:
+        enabled = w.as_(
+            who.token,
+            "POST",
+            f"{API}/mfa/enable",
+            json={"code": current_code(setup.json()["secret"])},
+        )
+        code = enabled.json()["recovery_codes"][0]
+    return Call("POST", f"{API}/mfa/disable", json={"code": code})
+
+
+def change_password(w: World, who: Identity, t: Target) -> Call:
+    body = {"current_password": PASSWORD, "new_password": PASSWORD}
+    return Call("POST", f"{API}/auth/password", json=body)
+
+
+def logout(w: World, who: Identity, t: Target) -> Call:
+    token, _ = w.fresh_token(who)
+    return Call("POST", f"{API}/auth/logout", token=token)
+
+
+def login_bystander(w: World, who: Identity, t: Target) -> Call:
+    return Call("POST", f"{API}/auth/login", json={"email": BYSTANDER, "password": PASSWORD})
+
+
+def accept_invitation(w: World, who: Identity, t: Target) -> Call:
+    body = {"email": f"{w.unique('newcomer')}@acme.test", "role": "viewer"}
+    invitation = w.as_owner("POST", f"{API}/members/invite", json=body).json()["token"]
+    return Call(
+        "POST", f"{API}/invitations/accept", json={"token": invitation, "password": PASSWORD}
+    )
+
+
+# --- checks of allowed answers ------------------------------------------------------------
+
+
+def sees_projects(who: str, response: httpx.Response) -> str | None:
+    names = {p["name"] for p in response.json()["projects"]}
+    wanted = {PROJECT} if who in MACHINES else {PROJECT, FOREIGN}
+    if who == RIVAL:
+        wanted = {PROJECT}
+    return None if wanted <= names and (who not in MACHINES or names == wanted) else f"{names}"
+
+
+def sees_environments(who: str, response: httpx.Response) -> str | None:
+    envs = {e if isinstance(e, str) else e["name"] for e in response.json()["environments"]}
+    only = {DEPLOY: {"production"}, TEMP: {"staging"}}.get(who)
+    if only is not None:
+        return None if envs == only else f"{envs}"
+    if who == DEV:
+        return None if "production" not in envs and "development" in envs else f"{envs}"
+    return None if set(ENVS) <= envs else f"{envs}"
+
+
+def reveals(env: str) -> Check:
+    def check(who: str, response: httpx.Response) -> str | None:
+        value = response.json()["value"]
+        return None if value == f"{SECRET_MARK}-{PROJECT}-{env}" else f"value {value!r}"
+
+    return check
+
+
+# --- the table ----------------------------------------------------------------------------
+
+P = f"{API}/projects/{{project}}"
+E = f"{P}/environments/{{environment}}"
+OPEN_METADATA_BUG = (
+    "GET /whoami has no policy check: a machine outside its IP allow-list (or validity "
+    "window) still gets 200 with its grants, though restrictions 'apply to every request'"
+)
+MACHINE_LOGOUT_BUG = (
+    "POST /auth/logout has no policy check: machines revoke their own token (they may not "
+    "manage tokens), a fenced machine even from outside its IP allow-list"
+)
+
+
+def _secret_cases() -> list[Case]:
+    cases: list[Case] = []
+    for env in ENVS:
+        read, write = readers(env), writers(env)
+        cases += [
+            Case("GET", f"{E}/secrets", env, list_secrets(env), read),
+            Case("PUT", f"{E}/secrets/{{key}}", env, put_fresh_secret(env), write),
+            Case(
+                "GET",
+                f"{E}/secrets/{{key}}",
+                f"{env} fast",
+                in_secret("GET", env),
+                read,
+                check=reveals(env),
+            ),
+            Case(
+                "GET",
+                f"{E}/secrets/{{key}}",
+                f"{env} version",
+                in_secret("GET", env, params={"version": "1"}),
+                read,
+                check=reveals(env),
+            ),
+            Case("DELETE", f"{E}/secrets/{{key}}", env, delete_fresh_secret(env), write),
+            Case("GET", f"{E}/history/{{key}}", env, history(env), read),
+            Case("POST", f"{E}/rollback/{{key}}", env, rollback(env), write),
+            Case("POST", f"{E}/import", env, import_into(env), write),
+            Case("GET", f"{E}/export", env, export_from(env), read),
+        ]
+    return cases
+
+
+CASES: list[Case] = [
+    Case("GET", "/healthz", "public", fixed("GET", "/healthz"), EVERYONE, public=True),
+    Case("GET", "/openapi.json", "public", fixed("GET", "/openapi.json"), EVERYONE, public=True),
+    Case("GET", "/docs", "public", fixed("GET", "/docs"), EVERYONE, public=True),
+    Case(
+        "GET",
+        "/docs/oauth2-redirect",
+        "public",
+        fixed("GET", "/docs/oauth2-redirect"),
+        EVERYONE,
+        public=True,
+    ),
+    Case("GET", "/redoc", "public", fixed("GET", "/redoc"), EVERYONE, public=True),
+    Case("POST", f"{API}/auth/login", "public", login_bystander, EVERYONE, public=True),
+    Case("POST", f"{API}/invitations/accept", "public", accept_invitation, EVERYONE, public=True),
+    Case(
+        "GET",
+        f"{API}/whoami",
+        "self",
+        fixed("GET", f"{API}/whoami"),
+        VALID,
+        scoped=False,
+        bug=OPEN_METADATA_BUG,
+    ),
+    Case(
+        "POST", f"{API}/auth/logout", "self", logout, PEOPLE, scoped=False, bug=MACHINE_LOGOUT_BUG
+    ),
+    Case("POST", f"{API}/auth/password", "self", change_password, PEOPLE, scoped=False),
+    Case(
+        "POST", f"{API}/mfa/setup", "self", fixed("POST", f"{API}/mfa/setup"), PEOPLE, scoped=False
+    ),
+    Case("POST", f"{API}/mfa/enable", "self", mfa_enable, PEOPLE, scoped=False),
+    Case("POST", f"{API}/mfa/disable", "self", mfa_disable, PEOPLE, scoped=False),
+    Case("GET", f"{API}/tokens", "own", fixed("GET", f"{API}/tokens"), PEOPLE, scoped=False),
+    Case(
+        "GET",
+        f"{API}/tokens",
+        "all",
+        fixed("GET", f"{API}/tokens", params={"all": "true"}),
+        STAFF,
+        scoped=False,
+    ),
+    Case("DELETE", f"{API}/tokens/{{token_id}}", "own", revoke_own_token, PEOPLE, scoped=False),
+    Case(
+        "DELETE",
+        f"{API}/tokens/{{token_id}}",
+        "another person's",
+        revoke_bystanders_token,
+        STAFF,
+        denied={VIEWER: 404, DEV: 404, LAPSED: 404},
+    ),
+    Case("POST", f"{API}/keys", "own", create_key, PEOPLE, scoped=False),
+    Case("GET", f"{API}/keys", "own", fixed("GET", f"{API}/keys"), PEOPLE, scoped=False),
+    Case("DELETE", f"{API}/keys/{{key_id}}", "own", revoke_own_key, PEOPLE, scoped=False),
+    Case(
+        "DELETE",
+        f"{API}/keys/{{key_id}}",
+        "another person's",
+        revoke_bystanders_key,
+        STAFF,
+        denied={VIEWER: 404, DEV: 404, LAPSED: 404},
+    ),
+    Case("GET", f"{API}/members", "team", fixed("GET", f"{API}/members"), STAFF, scoped=False),
+    Case("POST", f"{API}/members/invite", "team", invite, STAFF, scoped=False),
+    Case("PATCH", f"{API}/members/{{email}}", "team", change_role, STAFF),
+    Case("DELETE", f"{API}/members/{{email}}", "team", remove_member, STAFF),
+    Case(
+        "POST", f"{API}/members/transfer-ownership", "org", transfer_ownership, frozenset({OWNER})
+    ),
+    Case("GET", f"{API}/org", "org", fixed("GET", f"{API}/org"), VALID, scoped=False),
+    Case(
+        "PATCH",
+        f"{API}/org",
+        "org",
+        fixed("PATCH", f"{API}/org", json={"require_mfa": False}),
+        STAFF,
+        scoped=False,
+    ),
+    Case("DELETE", f"{API}/org", "org", delete_org, frozenset({OWNER})),
+    Case("POST", f"{API}/machines", "team", create_machine, STAFF),
+    Case("GET", f"{API}/machines", "team", fixed("GET", f"{API}/machines"), STAFF, scoped=False),
+    Case("DELETE", f"{API}/machines/{{name}}", "team", delete_machine, STAFF),
+    Case("POST", f"{API}/machines/{{name}}/tokens", "team", machine_token, STAFF),
+    Case("POST", f"{API}/grants", "team", create_grant, STAFF),
+    Case("GET", f"{API}/grants", "team", fixed("GET", f"{API}/grants"), STAFF, scoped=False),
+    Case("DELETE", f"{API}/grants/{{grant_id}}", "team", revoke_grant, STAFF),
+    Case("POST", f"{API}/projects", "manage", create_project, STAFF, scoped=False),
+    Case(
+        "GET",
+        f"{API}/projects",
+        "list",
+        fixed("GET", f"{API}/projects"),
+        VALID,
+        scoped=False,
+        check=sees_projects,
+    ),
+    Case("GET", P, "show", in_project("GET", ""), VALID, check=sees_environments),
+    Case("DELETE", P, "manage", delete_project, STAFF),
+    Case("POST", f"{P}/environments", "manage", create_environment, STAFF),
+    Case(
+        "GET",
+        f"{P}/environments",
+        "list",
+        in_project("GET", "/environments"),
+        VALID,
+        check=sees_environments,
+    ),
+    Case("DELETE", f"{P}/environments/{{environment}}", "manage", delete_environment, STAFF),
+    *_secret_cases(),
+    Case(
+        "GET",
+        f"{P}/diff",
+        "development to staging",
+        diff("development", "staging"),
+        readers("development") & readers("staging"),
+    ),
+    Case(
+        "GET",
+        f"{P}/diff",
+        "staging to production",
+        diff("staging", "production"),
+        readers("staging") & readers("production"),
+    ),
+    Case(
+        "POST",
+        f"{P}/promote",
+        "staging to development",
+        promote("staging", "development"),
+        readers("staging") & writers("development"),
+    ),
+    Case(
+        "POST",
+        f"{P}/promote",
+        "production to development",
+        promote("production", "development"),
+        readers("production") & writers("development"),
+    ),
+    Case(
+        "POST",
+        f"{P}/promote",
+        "dry run staging to production",
+        promote("staging", "production", dry_run=True),
+        readers("staging") & readers("production"),
+    ),
+]
+
+
+# --- running a row ------------------------------------------------------------------------
+
+
+def _expected(case: Case, who: str) -> int | None:
+    """None when ``who`` may make the request; else the status of the refusal."""
+    allowed = OWNER in case.allowed if who == RIVAL and not case.public else who in case.allowed
+    if allowed:
+        return None
+    if who in UNAUTHENTICATED:
+        return 401
+    return case.denied.get(who, 403)
+
+
+def _judge(
+    w: World,
+    case: Case,
+    who: Identity,
+    response: httpx.Response,
+    entries: list[tuple[str, str | None]],
+) -> str | None:
+    """Returns what is wrong with the answer to ``who``, or None."""
+    expected = _expected(case, who.name)
+    denials = [actor for action, actor in entries if action == "access.denied"]
+    status = response.status_code
+    if expected is None:
+        if not response.is_success:
+            return f"{who.name}: expected 2xx, got {status} {response.text[:200]}"
+        if denials:
+            return f"{who.name}: allowed, yet access.denied was recorded"
+        problem = case.check(who.name, response) if case.check else None
+        if problem:
+            return f"{who.name}: {problem}"
+        if who.name == RIVAL and not case.public:
+            leaked = [m for m in w.markers if m in response.text]
+            if leaked:
+                return f"rival sees acme's {leaked}"
+        return None
+    if status != expected:
+        return f"{who.name}: expected {expected}, got {status} {response.text[:200]}"
+    if status == 403 and denials != [who.id]:
+        return f"{who.name}: a 403 must record one access.denied by them, got {entries}"
+    if status == 401 and entries:
+        return f"{who.name}: a 401 recorded {entries}"
+    return None
+
+
+def _run(
+    w: World, case: Case, who: Identity, target: Target
+) -> tuple[httpx.Response, list[tuple[str, str | None]]]:
+    call = case.build(w, who, target)
+    before = w.last_seq()
+    response = w.send(call, who)
+    entries = w.entries_after(before)
+    if call.after is not None:
+        call.after(response)
+    return response, entries
+
+
+def _cross_org(w: World, case: Case, rival: Identity) -> str | None:
+    """The rival's answer for acme's resource must equal the one for a missing resource."""
+    foreign_target = Target(home=FOREIGN)
+    foreign, _ = _run(w, case, rival, foreign_target)
+    missing_target = Target(home=FOREIGN, missing=True)
+    missing, _ = _run(w, case, rival, missing_target)
+    text = missing.text
+    for role, value in missing_target.names.items():
+        text = text.replace(value, foreign_target.names[role])
+    if foreign.is_success or foreign.status_code >= 500:
+        return f"rival reached acme's resource: {foreign.status_code} {foreign.text[:200]}"
+    if (foreign.status_code, foreign.text) != (missing.status_code, text):
+        return (
+            f"rival: acme's resource answers {foreign.status_code} {foreign.text[:200]}, "
+            f"a missing one {missing.status_code} {text[:200]}"
+        )
+    return None
+
+
+@pytest.fixture(scope="module")
+def world(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """acme and the rival organization with every caller, built once per backend."""
+    yield from open_world(module_database_url, tmp_path_factory.mktemp("world"))
+
+
+def _api_routes() -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves (HEAD only where GET is not served)."""
+    app = create_fastapi(cast(Services, None), inline_db=True)
+    found: set[tuple[str, str]] = set()
+
+    def walk(routes: list[Any]) -> None:
+        for route in routes:
+            if hasattr(route, "original_router"):  # an included router (FastAPI >= 0.120)
+                walk(list(route.original_router.routes))
+            elif hasattr(route, "methods") and hasattr(route, "path"):
+                methods = set(route.methods or ())
+                if "GET" in methods:
+                    methods.discard("HEAD")
+                found.update((method, route.path) for method in methods)
+            elif hasattr(route, "routes"):
+                walk(list(route.routes))
+            else:
+                raise AssertionError(f"unknown kind of route {route!r}: teach the matrix")
+
+    walk(list(app.routes))
+    for path, operations in app.openapi()["paths"].items():
+        found.update((method.upper(), path) for method in operations)
+    return {(m, p.replace("{key:secretkey}", "{key}")) for m, p in found}
+
+
+def test_every_route_is_in_the_matrix() -> None:
+    """Every route the app serves has a row in the matrix, and every row names a route."""
+    served = _api_routes()
+    table = {(case.method, case.route) for case in CASES}
+    assert served - table == set(), "new routes must be added to the authorization matrix"
+    assert table - served == set(), "the matrix names routes the app no longer serves"
+
+
+def test_matrix_rows_name_known_callers() -> None:
+    """Every allowed set and override names callers the world defines."""
+    for case in CASES:
+        assert case.allowed <= EVERYONE and set(case.denied) <= EVERYONE, case.id
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.bug)] if c.bug else []
+        )
+        for c in CASES
+    ],
+)
+def test_route_answers_each_caller_as_the_policy_says(world: World, case: Case) -> None:
+    """Allowed callers get 2xx, others 403 with an access.denied entry (401 without a valid
+    token), and the other organization's owner cannot tell acme's resources from missing ones."""
+    problems: list[str] = []
+    for who in world.who.values():
+        if who.name == RIVAL and case.scoped and not case.public:
+            problem = _cross_org(world, case, who)
+        else:
+            response, entries = _run(world, case, who, Target(home=PROJECT))
+            problem = _judge(world, case, who, response, entries)
+        if problem:
+            problems.append(problem)
+    assert problems == [], "\n".join(problems)
+
+
+def test_same_named_project_of_another_org_is_a_different_project(world: World) -> None:
+    """The rival's project ``app`` is their own: acme's keys are missing there, listing and
+    export show only the rival's secrets, and a rival write leaves acme's value alone."""
+    rival = bearer(world.who[RIVAL].token)
+    client = world.client
+    acme_key = client.get(secret_url(PROJECT, "production"), headers=rival)
+    nothing = client.get(secret_url(PROJECT, "production", "no/such/key"), headers=rival)
+    assert acme_key.status_code == nothing.status_code == 404
+    assert acme_key.text == nothing.text.replace("no/such/key", KEY)
+    listed = client.get(f"{API}/projects/{PROJECT}/environments/production/secrets", headers=rival)
+    exported = client.get(f"{API}/projects/{PROJECT}/environments/production/export", headers=rival)
+    for response in (listed, exported):
+        assert response.status_code == 200
+        assert SECRET_MARK not in response.text
+    assert "rival-value" in exported.text
+    written = client.put(
+        secret_url(PROJECT, "production"), json={"value": "rival-write"}, headers=rival
+    )
+    assert written.status_code == 200
+    assert written.json()["version"] == 1  # a new secret in the rival's project
+    mine = client.get(secret_url(PROJECT, "production"), headers=bearer(world.who[OWNER].token))
+    assert mine.json()["value"] == f"{SECRET_MARK}-{PROJECT}-production"
