@@ -25,6 +25,7 @@ from coffer.bootstrap import build_services, initialise_vault
 from coffer.config import Settings
 from coffer.domain.models import Actor, ActorKind, CallContext
 from coffer.services.container import Services
+from tests.integration.team_helpers import Team, TeamFactory, team_factory
 
 PG_URL = os.environ.get("COFFER_TEST_POSTGRES_URL", "")
 BACKENDS = ("sqlite", "postgresql")
@@ -128,6 +129,20 @@ def project(api: TestClient) -> str:
     response = api.post("/api/v1/projects", json={"name": "web"})
     assert response.status_code == 201, response.text
     return "web"
+
+
+@pytest.fixture
+def open_team(settings: Settings) -> Iterator[TeamFactory]:
+    """Opens organization ``acme`` (initialised once per test, with an owner account) with
+    settings overrides; see ``tests.integration.team_helpers.team_factory``."""
+    with team_factory(settings) as factory:
+        yield factory
+
+
+@pytest.fixture
+def team(open_team: TeamFactory) -> Team:
+    """acme with the test settings (cheap Argon2), its owner logged in over HTTP."""
+    return open_team()
 
 
 def other_actor(org_id: str) -> Actor:

@@ -4,8 +4,9 @@ organization, and a password hasher that counts its work."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from starlette.types import ASGIApp
 
 from coffer.api.app import create_app
 from coffer.audit.writer import AuditWriter
-from coffer.bootstrap import password_hasher
+from coffer.bootstrap import build_services, initialise_vault, password_hasher
 from coffer.config import Settings
 from coffer.crypto.passwords import PasswordHasher
 from coffer.services.container import Services
@@ -27,6 +28,8 @@ API = "/api/v1"
 PASSWORD = "correct horse battery staple"
 # A client address outside every allow-list the tests write (TEST-NET-3).
 CLIENT_ADDRESS = "203.0.113.10"
+OWNER_EMAIL = "owner@acme.test"
+SECRET = f"{API}/projects/app/environments/production/secrets/db/password"
 
 
 def cheap_settings(database_url: str, directory: Path, **overrides: Any) -> Settings:
@@ -140,3 +143,42 @@ class CountingHasher(PasswordHasher):
         """Counts one verification, then verifies."""
         self.verifications += 1
         return super().verify(stored, password)
+
+
+@dataclass
+class Team:
+    """Organization ``acme`` (owner ``OWNER_EMAIL``, project ``app`` with secret ``SECRET``)
+    served over HTTP, with its owner's CLI token."""
+
+    client: TestClient
+    services: Services
+    settings: Settings
+    owner: str
+
+    def get(self, url: str, token: str | None, **kwargs: Any) -> Any:
+        """A GET with ``token`` as bearer."""
+        return self.client.get(url, headers=bearer(token), **kwargs)
+
+
+TeamFactory = Callable[..., Team]
+
+
+@contextmanager
+def team_factory(settings: Settings) -> Iterator[TeamFactory]:
+    """Initialises acme on ``settings`` and yields a function that opens it with settings
+    overrides (and a ``base_url``); each call builds fresh services (fresh rate-limit
+    counters) and a client, closed when the context ends."""
+    initialise_vault(settings, "acme", owner_email=OWNER_EMAIL, owner_password=PASSWORD)
+    with ExitStack() as stack:
+
+        def open_team(base_url: str = "http://127.0.0.1", **overrides: Any) -> Team:
+            changed = settings.with_overrides(**overrides)
+            services = build_services(changed)
+            stack.callback(services.close)
+            client = stack.enter_context(client_for(services, changed, base_url=base_url))
+            owner = login(client, OWNER_EMAIL)["token"]
+            client.post(f"{API}/projects", json={"name": "app"}, headers=bearer(owner))
+            client.put(SECRET, json={"value": "s3cret-value"}, headers=bearer(owner))
+            return Team(client, services, changed, owner)
+
+        yield open_team
