@@ -371,14 +371,6 @@ def reveals(env: str) -> Check:
 
 P = f"{API}/projects/{{project}}"
 E = f"{P}/environments/{{environment}}"
-OPEN_METADATA_BUG = (
-    "GET /whoami has no policy check: a machine outside its IP allow-list (or validity "
-    "window) still gets 200 with its grants, though restrictions 'apply to every request'"
-)
-MACHINE_LOGOUT_BUG = (
-    "POST /auth/logout has no policy check: machines revoke their own token (they may not "
-    "manage tokens), a fenced machine even from outside its IP allow-list"
-)
 
 
 def _secret_cases() -> list[Case]:
@@ -435,11 +427,8 @@ CASES: list[Case] = [
         fixed("GET", f"{API}/whoami"),
         VALID,
         scoped=False,
-        bug=OPEN_METADATA_BUG,
     ),
-    Case(
-        "POST", f"{API}/auth/logout", "self", logout, PEOPLE, scoped=False, bug=MACHINE_LOGOUT_BUG
-    ),
+    Case("POST", f"{API}/auth/logout", "self", logout, PEOPLE, scoped=False),
     Case("POST", f"{API}/auth/password", "self", change_password, PEOPLE, scoped=False),
     Case(
         "POST", f"{API}/mfa/setup", "self", fixed("POST", f"{API}/mfa/setup"), PEOPLE, scoped=False

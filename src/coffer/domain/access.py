@@ -56,11 +56,16 @@ class Action(StrEnum):
     ORG_OWN = "org.own"
     SELF_MANAGE = "self.manage"
     MFA_MANAGE = "mfa.manage"
+    SESSION_VIEW = "session.view"
+    SESSION_END = "session.end"
 
 
 _LEVEL_RANK = {AccessLevel.NONE: 0, AccessLevel.READ: 1, AccessLevel.WRITE: 2}
 _ROLE_RANK = {Role.VIEWER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 _ROLE_ACCESS = {Role.VIEWER: AccessLevel.READ, Role.ADMIN: AccessLevel.WRITE}
+
+# What a person whose organization requires MFA may still do before enrolling.
+_BEFORE_ENROLMENT = frozenset({Action.MFA_MANAGE, Action.SESSION_VIEW, Action.SESSION_END})
 
 # Organization-wide actions and the weakest role that may take them.
 _ROLE_NEEDED = {
@@ -225,10 +230,16 @@ def decide(
         return Decision(False, "this identity is not valid yet (valid_after is in the future)")
     if restrictions.not_after is not None and now >= restrictions.not_after:
         return Decision(False, "this identity is no longer valid (valid_before has passed)")
-    if restrictions.mfa_enrolment_required and action is not Action.MFA_MANAGE:
+    if restrictions.mfa_enrolment_required and action not in _BEFORE_ENROLMENT:
         return Decision(
             False, "your organization requires MFA: enable it with `coffer mfa setup` first"
         )
+    if action is Action.SESSION_VIEW:
+        return ALLOW
+    if action is Action.SESSION_END:
+        if not is_machine:
+            return ALLOW
+        return Decision(False, "a machine's tokens are revoked by an admin, not by logging out")
     if action is Action.MFA_MANAGE:
         if is_person:
             return ALLOW

@@ -209,8 +209,15 @@ class LoginService:
         self._throttle.hit("login_failures_per_account", address, message=_LOCKED)
         raise Unauthenticated(message)
 
+    def whoami(self, ctx: CallContext) -> Actor:
+        """Returns the caller as the policy sees it (role, grants, restrictions)."""
+        self._gate.require(ctx, Action.SESSION_VIEW)
+        return ctx.actor
+
     def logout(self, ctx: CallContext) -> None:
-        """Revokes the token or session the caller used; records ``auth.logout``."""
+        """Revokes the token or session the caller used; records ``auth.logout``. Machines
+        may not (an admin revokes their tokens)."""
+        self._gate.require(ctx, Action.SESSION_END)
         if ctx.actor.token_id is None:
             raise Unauthenticated("no token to log out of")
         with self._engine.begin() as conn:

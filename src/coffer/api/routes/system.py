@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from coffer.api.context import Caller
+from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.serialize import iso
 
 router = APIRouter()
@@ -19,9 +19,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/api/v1/whoami", tags=["system"])
-async def whoami(caller: Caller) -> dict[str, Any]:
+async def whoami(caller: Caller, services: ServicesDep, run: Run) -> dict[str, Any]:
     """Returns the identity behind the token: kind, role, grants and restrictions."""
-    actor = caller.actor
+    actor = await run(services.login.whoami, caller)
     return {
         "id": actor.id,
         "kind": str(actor.kind),
