@@ -1,7 +1,11 @@
-"""The CLI's HTTP client for the coffer API. Server errors come back as ``CofferError``s."""
+"""The CLI's HTTP client for the coffer API. Server errors come back as ``CofferError``s.
+
+Credentials (tokens, passwords, invitations) travel only over HTTPS, or over plain HTTP to
+this machine's loopback interface: the client refuses to be built for anything else."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 from urllib.parse import quote
 
@@ -17,12 +21,14 @@ _BY_CODE: dict[str, type[err.CofferError]] = {
         err.InvalidInput,
         err.TooLarge,
         err.Unauthenticated,
+        err.MfaRequired,
         err.AccessDenied,
         err.NotFound,
         err.Conflict,
         err.ConfigError,
     )
 }
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
 
 def path_part(name: str) -> str:
@@ -35,15 +41,74 @@ def key_part(key: str) -> str:
     return quote(key, safe="/")
 
 
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(addr: str) -> None:
+    """Raises ConfigError unless ``addr`` is an https:// URL, or an http:// URL of this
+    machine's loopback interface: anything else would send credentials in clear text."""
+    try:
+        url = httpx.URL(addr)
+    except httpx.InvalidURL as exc:
+        raise err.ConfigError(f"the server address {addr!r} is not a URL ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise err.ConfigError(
+            f"the server address {addr!r} must start with https:// (or http:// for localhost)"
+        )
+    if url.scheme == "http" and not is_loopback(url.host):
+        raise err.ConfigError(
+            f"refusing to send credentials over plain http:// to {url.host}: use https:// "
+            "(plain http is allowed only to localhost, 127.0.0.0/8 and ::1)"
+        )
+
+
+def _verify(ca_cert: str | None) -> Any:
+    """Returns httpx's ``verify``: True (system CAs), or a context trusting COFFER_CA_CERT."""
+    if not ca_cert:
+        return True
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=ca_cert)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise err.ConfigError(
+            f"COFFER_CA_CERT: cannot load the CA bundle {ca_cert} ({reason})"
+        ) from None
+
+
+def _retry_after(response: httpx.Response) -> int:
+    try:
+        return max(1, int(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1
+
+
 class ApiClient:
-    """Calls ``/api/v1`` with the bearer token; raises the server's error as a CofferError."""
+    """Calls ``/api/v1`` with the bearer token; raises the server's error as a CofferError.
+    Raises ConfigError at construction when the address would expose credentials."""
 
     def __init__(self, settings: ClientSettings, *, timeout: float = 30.0) -> None:
+        check_transport(settings.addr)
         self._settings = settings
-        headers = {"User-Agent": f"coffer-cli/{__version__}"}
-        if settings.token:
-            headers["Authorization"] = f"Bearer {settings.token}"
-        self._http = httpx.Client(base_url=settings.addr, headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=settings.addr,
+            headers={"User-Agent": f"coffer-cli/{__version__}"},
+            timeout=timeout,
+            verify=_verify(settings.ca_cert),
+        )
+
+    @property
+    def addr(self) -> str:
+        """The server's base URL."""
+        return self._settings.addr
 
     def __enter__(self) -> ApiClient:
         return self
@@ -58,14 +123,20 @@ class ApiClient:
         *,
         json: Any = None,
         params: dict[str, Any] | None = None,
+        authenticated: bool = True,
     ) -> httpx.Response:
-        """Sends one request; returns the response when 2xx, raises CofferError otherwise."""
-        if not self._settings.token:
-            raise err.Unauthenticated(
-                "no token: run `coffer login --token TOKEN` or set COFFER_TOKEN"
-            )
+        """Sends one request (with the bearer token unless ``authenticated`` is False);
+        returns the response when 2xx, raises CofferError otherwise."""
+        headers = {}
+        if authenticated:
+            if not self._settings.token:
+                raise err.Unauthenticated(
+                    "no token: run `coffer login --email EMAIL` (or --token TOKEN) "
+                    "or set COFFER_TOKEN"
+                )
+            headers["Authorization"] = f"Bearer {self._settings.token}"
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._http.request(method, path, json=json, params=params, headers=headers)
         except httpx.TransportError as exc:
             reason = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
             raise err.ServerUnreachable(
@@ -82,14 +153,20 @@ class ApiClient:
             body = response.json()["error"]
             code, message, field = body["code"], body["message"], body.get("field")
         except (ValueError, KeyError, TypeError):
-            return err.CofferError(f"server answered HTTP {response.status_code}")
+            code, message, field = "", f"server answered HTTP {response.status_code}", None
+        if code == err.RateLimited.code or response.status_code == 429:
+            seconds = _retry_after(response)
+            return err.RateLimited(
+                f"{message} (retry in {seconds} s)", retry_after=seconds, field=field
+            )
         return _BY_CODE.get(code, err.CofferError)(message, field=field)
 
     def get_json(self, path: str, **params: Any) -> Any:
         """GET returning the decoded JSON body."""
         return self.request("GET", path, params=params or None).json()
 
-    def send_json(self, method: str, path: str, body: Any) -> Any:
-        """POST/PUT returning the decoded JSON body (None for 204)."""
-        response = self.request(method, path, json=body)
+    def send_json(self, method: str, path: str, body: Any, *, authenticated: bool = True) -> Any:
+        """POST/PUT/PATCH/DELETE with a JSON body, returning the decoded answer (None for
+        204)."""
+        response = self.request(method, path, json=body, authenticated=authenticated)
         return None if response.status_code == 204 else response.json()

@@ -9,6 +9,7 @@ from coffer.domain.errors import (
     Conflict,
     InvalidInput,
     NotFound,
+    RateLimited,
     ServerUnreachable,
     Unauthenticated,
 )
@@ -21,6 +22,7 @@ UNAUTHENTICATED = 4
 CONFLICT = 5
 UNREACHABLE = 6
 CONFIG = 7
+RATE_LIMITED = 8
 
 _CODES: tuple[tuple[type[CofferError], int], ...] = (
     (InvalidInput, INVALID_INPUT),
@@ -30,6 +32,7 @@ _CODES: tuple[tuple[type[CofferError], int], ...] = (
     (Conflict, CONFLICT),
     (ServerUnreachable, UNREACHABLE),
     (ConfigError, CONFIG),
+    (RateLimited, RATE_LIMITED),
 )
 
 
