@@ -6,7 +6,14 @@ from __future__ import annotations
 import typer
 
 from coffer import __version__
-from coffer.cli.commands import local, login, projects, run, secrets, transfer
+from coffer.cli.commands import (
+    account,
+    local,
+    projects,
+    run,
+    secrets,
+    transfer,
+)
 
 app = typer.Typer(
     name="coffer",
@@ -29,12 +36,17 @@ def main_options(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
-    """Server address and token come from COFFER_ADDR / COFFER_TOKEN or `coffer login`."""
+    """Server address and token come from COFFER_ADDR / COFFER_TOKEN or `coffer login`;
+    COFFER_CA_CERT names a CA bundle for the server's TLS certificate."""
 
 
 app.command("init")(local.init)
 app.command("server")(local.server)
-app.command("login")(login.login)
+app.command("login")(account.login)
+app.command("logout")(account.logout)
+app.command("whoami")(account.whoami)
+app.command("passwd")(account.passwd)
+app.command("accept-invite")(account.accept_invite)
 app.add_typer(projects.projects_app, name="projects")
 app.add_typer(projects.envs_app, name="envs")
 app.add_typer(secrets.secrets_app, name="secrets")

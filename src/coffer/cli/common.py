@@ -20,6 +20,14 @@ R = TypeVar("R")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]
+AddrOpt = Annotated[
+    str | None,
+    typer.Option("--addr", help="Server address (default: COFFER_ADDR or the saved one)."),
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+ExpiresOpt = Annotated[
+    str | None, typer.Option("--expires", help="Lifetime such as 30m, 12h or 30d.")
+]
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -51,3 +59,15 @@ def api() -> ApiClient:
     from coffer.cli.settings_file import load_client_settings
 
     return ApiClient(load_client_settings())
+
+
+def anonymous_api(addr: str | None = None) -> ApiClient:
+    """Returns an API client without a token, for the calls that come before one (log in,
+    accept an invitation): the address is ``addr``, else COFFER_ADDR or the saved one."""
+    from dataclasses import replace
+
+    from coffer.cli.client import ApiClient
+    from coffer.cli.settings_file import load_client_settings
+
+    settings = load_client_settings()
+    return ApiClient(replace(settings, addr=(addr or settings.addr).rstrip("/"), token=None))

@@ -41,17 +41,15 @@ def ensure_port_free(host: str, port: int) -> None:
 
 
 def _token_banner(token: str, addr: str, *, break_glass: bool = False) -> str:
+    banner = f"\nBootstrap owner token (shown once, stored only as a hash):\n\n    {token}\n\n"
     if break_glass:
-        return (
-            "\nBootstrap owner token (shown once, stored only as a hash): keep it offline as a\n"
-            "break-glass credential, or revoke it with `coffer tokens revoke ID` once logged in:\n\n"
-            f"    {token}\n"
+        return banner + (
+            "Keep it offline as a break-glass credential, or revoke it once logged in\n"
+            "(`coffer tokens list --all`, then `coffer tokens revoke ID`).\n"
         )
     return (
-        "\nBootstrap owner token (shown once, stored only as a hash):\n\n"
-        f"    {token}\n\n"
-        "Use it from another terminal:\n\n"
-        f"    coffer login --addr {addr} --token {token}\n"
+        banner
+        + f"Use it from another terminal:\n\n    coffer login --addr {addr} --token {token}\n"
     )
 
 
@@ -87,8 +85,9 @@ def init(
     password_stdin: PasswordStdinOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a new vault: root key file (0600), database, first organization, bootstrap
-    owner token and, with --email, the owner's account (password from a prompt or stdin)."""
+    """Create a new vault: root key file (0600), database, organization, owner token.
+
+    With --email the owner's account is created too (password from a prompt or stdin)."""
     from coffer.bootstrap import initialise_vault
     from coffer.config import Settings
 
