@@ -7,11 +7,15 @@ import typer
 
 from coffer import __version__
 from coffer.cli.commands import (
+    access,
     account,
     local,
+    mfa,
     projects,
     run,
     secrets,
+    team,
+    tokens,
     transfer,
 )
 
@@ -50,6 +54,13 @@ app.command("accept-invite")(account.accept_invite)
 app.add_typer(projects.projects_app, name="projects")
 app.add_typer(projects.envs_app, name="envs")
 app.add_typer(secrets.secrets_app, name="secrets")
+app.add_typer(team.members_app, name="members")
+app.add_typer(team.org_app, name="org")
+app.add_typer(tokens.tokens_app, name="tokens")
+app.add_typer(tokens.keys_app, name="keys")
+app.add_typer(access.machines_app, name="machines")
+app.add_typer(access.grants_app, name="grants")
+app.add_typer(mfa.mfa_app, name="mfa")
 app.command("import")(transfer.import_file)
 app.command("export")(transfer.export)
 app.command("diff")(transfer.diff)
