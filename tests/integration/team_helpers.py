@@ -64,10 +64,17 @@ def client_for(
     *,
     address: str = CLIENT_ADDRESS,
     base_url: str = "http://testserver",
+    raise_server_exceptions: bool = True,
 ) -> Iterator[TestClient]:
-    """An HTTP client on the real app over ``services``, connecting from ``address``."""
+    """An HTTP client on the real app over ``services``, connecting from ``address``; with
+    ``raise_server_exceptions`` False a crash is answered 500, as a real client sees it."""
     app: ASGIApp = create_app(services, max_body_bytes=settings.max_body_bytes)
-    with TestClient(app, base_url=base_url, client=(address, 50000)) as client:
+    with TestClient(
+        app,
+        base_url=base_url,
+        client=(address, 50000),
+        raise_server_exceptions=raise_server_exceptions,
+    ) as client:
         yield client
 
 
