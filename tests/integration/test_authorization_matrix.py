@@ -226,7 +226,13 @@ def delete_org(w: World, who: Identity, t: Target) -> Call:
     scratch = w.unique("scratch")
     create_second_org(w.services, w.settings, scratch, f"owner@{scratch}.test")
     token = login(w.client, f"owner@{scratch}.test")["token"]
-    return Call("DELETE", f"{API}/org", json={"confirm": scratch}, token=token)
+
+    def tokens_died(response: httpx.Response) -> None:
+        if response.is_success:
+            gone = w.client.get(f"{API}/whoami", headers=bearer(token))
+            assert gone.status_code == 401, "a deleted organization's tokens must stop"
+
+    return Call("DELETE", f"{API}/org", json={"confirm": scratch}, token=token, after=tokens_died)
 
 
 def create_machine(w: World, who: Identity, t: Target) -> Call:

@@ -105,6 +105,45 @@ def test_lockout_counts_every_spelling_of_one_address(team: Team) -> None:
     assert _login_attempt(team, "dev@acme.test", PASSWORD).status_code == 429
 
 
+def test_lockout_does_not_reveal_whether_an_account_exists(team: Team) -> None:
+    """Five failures lock an unknown address exactly as they lock a real account."""
+    join(team.client, team.owner, "dev@acme.test")
+    answers = []
+    for email in ("dev@acme.test", "ghost@acme.test"):
+        for _ in range(5):
+            _login_attempt(team, email, "not the password")
+        answers.append(_login_attempt(team, email, PASSWORD))
+    real, ghost = answers
+    assert real.status_code == ghost.status_code == 429
+    assert real.json() == ghost.json()
+
+
+def test_wrong_totp_codes_count_towards_the_lockout(team: Team) -> None:
+    """Guessing TOTP codes with the right password locks the account like wrong passwords."""
+    token = member_token(team.client, team.owner, "dev@acme.test")
+    seed, _ = _enrol(team, token)
+    good = current_code(seed, time.time() + 30)
+    wrong = f"{(int(good) + 1) % 1_000_000:06d}"
+    for _ in range(5):
+        assert _login_attempt(team, "dev@acme.test", PASSWORD, totp=wrong).status_code == 401
+    assert _login_attempt(team, "dev@acme.test", PASSWORD, totp=good).status_code == 429
+
+
+def test_forged_forwarded_for_does_not_dodge_the_address_limit(open_team: TeamFactory) -> None:
+    """Without trusted proxies, a new X-Forwarded-For on each attempt is still one address."""
+    team = open_team(login_rate_limit="3/minute")
+    with client_for(team.services, team.settings, address="198.51.100.21") as flood:
+        statuses = [
+            flood.post(
+                f"{API}/auth/login",
+                json={"email": "guess@acme.test", "password": PASSWORD},
+                headers={"X-Forwarded-For": f"192.0.2.{i}"},
+            ).status_code
+            for i in range(4)
+        ]
+    assert statuses == [401, 401, 401, 429]
+
+
 def test_per_address_login_limit(open_team: TeamFactory) -> None:
     """One client address gets COFFER_LOGIN_RATE_LIMIT attempts a minute, then 429 with
     Retry-After even for a right password; another address still logs in."""
@@ -245,6 +284,26 @@ def test_recovery_code_works_once(team: Team) -> None:
     assert _login_attempt(team, "dev@acme.test", PASSWORD, totp=codes[1].upper()).status_code == 200
 
 
+def test_mfa_disable_refuses_a_replayed_code_and_old_recovery_codes_die(team: Team) -> None:
+    """Disabling MFA refuses the code that enabled it (a replay); after disabling and
+    enrolling again, the first enrolment's recovery codes no longer work."""
+    token = member_token(team.client, team.owner, "dev@acme.test")
+    seed, old_codes = _enrol(team, token)
+    replay = team.client.post(
+        f"{API}/mfa/disable", json={"code": current_code(seed)}, headers=bearer(token)
+    )
+    assert replay.status_code == 400
+    assert replay.json()["error"]["field"] == "code"
+    disabled = team.client.post(
+        f"{API}/mfa/disable", json={"code": old_codes[0]}, headers=bearer(token)
+    )
+    assert disabled.status_code == 200
+    assert _login_attempt(team, "dev@acme.test", PASSWORD).status_code == 200  # no MFA now
+    _enrol(team, token)
+    stale = _login_attempt(team, "dev@acme.test", PASSWORD, totp=old_codes[1])
+    assert stale.status_code == 401
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="TOTP codes in non-ASCII digits pass str.isdigit and crash hmac.compare_digest: "
@@ -337,6 +396,27 @@ def test_password_change_revokes_other_logins_but_keeps_the_current_one(team: Te
     assert "auth.password_changed" in audit_actions(team.services.engine)
 
 
+def test_refused_password_change_changes_nothing(team: Team) -> None:
+    """A weak new password or a wrong current one is refused and revokes no session."""
+    current = member_token(team.client, team.owner, "dev@acme.test")
+    other = login(team.client, "dev@acme.test")["token"]
+    weak = team.client.post(
+        f"{API}/auth/password",
+        json={"current_password": PASSWORD, "new_password": "short"},
+        headers=bearer(current),
+    )
+    assert weak.status_code == 400
+    assert weak.json()["error"]["field"] == "new_password"
+    wrong = team.client.post(
+        f"{API}/auth/password",
+        json={"current_password": "not it at all", "new_password": "a fine new passphrase"},
+        headers=bearer(current),
+    )
+    assert wrong.status_code == 401
+    assert team.get(f"{API}/whoami", other).status_code == 200
+    assert _login_attempt(team, "dev@acme.test", PASSWORD).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("base_url", "secure"),
     [
@@ -359,6 +439,7 @@ def test_session_cookie_flags(open_team: TeamFactory, base_url: str, secure: boo
     assert header.startswith("coffer_session=coffer_sess_")
     assert {"httponly", "path", "max-age"} <= attributes
     assert "samesite=lax" in header.lower()
+    assert "max-age=43200" in header.lower()  # COFFER_SESSION_MAX, 12 h
     assert ("secure" in attributes) is secure
 
 
@@ -379,6 +460,15 @@ def test_cookie_changes_need_the_csrf_header_and_a_same_site_origin(team: Team) 
             assert refused.status_code == 403
             assert refused.json()["error"]["code"] == "access_denied"
         assert row_counts(team.services.engine) == before
+        other_methods = [
+            browser.put(SECRET, json={"value": "csrf"}),
+            browser.delete(f"{API}/projects/app"),
+            browser.patch(f"{API}/org", json={"require_mfa": True}),
+            browser.post(f"{API}/auth/logout"),
+        ]
+        assert [r.status_code for r in other_methods] == [403] * 4
+        assert row_counts(team.services.engine) == before
+        assert browser.get(f"{API}/whoami").status_code == 200
         made = browser.post(
             f"{API}/projects",
             json={"name": "csrf"},
@@ -408,3 +498,29 @@ def test_idle_session_expires(open_team: TeamFactory) -> None:
         time.sleep(1.5)
         assert browser.get(f"{API}/whoami").status_code == 401
     assert team.get(f"{API}/whoami", team.owner).status_code == 200
+
+
+def test_session_expires_at_its_maximum_age_even_in_use(open_team: TeamFactory) -> None:
+    """A session ends COFFER_SESSION_MAX after the login however busy it is."""
+    team = open_team(session_max=2)
+    cookie = _session(team, OWNER_EMAIL)
+    with _cookie_client(team, cookie) as browser:
+        statuses = []
+        for _ in range(6):
+            statuses.append(browser.get(f"{API}/whoami").status_code)
+            time.sleep(0.5)
+    assert statuses[:3] == [200, 200, 200]
+    assert statuses[-1] == 401
+
+
+def test_logout_ends_the_session_and_clears_the_cookie(team: Team) -> None:
+    """Logging out of a browser session revokes it (the old cookie gets 401) and tells the
+    browser to drop the cookie."""
+    cookie = _session(team, OWNER_EMAIL)
+    with _cookie_client(team, cookie) as browser:
+        out = browser.post(f"{API}/auth/logout", headers={"X-Requested-With": "coffer"})
+        assert out.status_code == 200
+        cleared = out.headers["set-cookie"].lower()
+        assert cleared.startswith("coffer_session=") and "max-age=0" in cleared
+    with _cookie_client(team, cookie) as replay:
+        assert replay.get(f"{API}/whoami").status_code == 401
