@@ -723,3 +723,51 @@ def test_same_named_project_of_another_org_is_a_different_project(world: World) 
     assert written.json()["version"] == 1  # a new secret in the rival's project
     mine = client.get(secret_url(PROJECT, "production"), headers=bearer(world.who[OWNER].token))
     assert mine.json()["value"] == f"{SECRET_MARK}-{PROJECT}-production"
+
+
+def test_references_reach_only_what_the_reader_may_read(world: World) -> None:
+    """A ``${...}`` reference to a secret the reader may not read expands exactly like one to
+    a missing secret, in a get and in an export; the rival cannot reach acme by reference."""
+    dev, rival = bearer(world.who[DEV].token), bearer(world.who[RIVAL].token)
+    client = world.client
+    for key, value in (
+        ("ref/steal", "${production.db/password}"),
+        ("ref/none", "${production.no/such}"),
+    ):
+        assert client.put(
+            secret_url(PROJECT, "development", key), json={"value": value}, headers=dev
+        ).is_success
+    stolen = client.get(
+        secret_url(PROJECT, "development", "ref/steal"), params={"expand": "true"}, headers=dev
+    )
+    missing = client.get(
+        secret_url(PROJECT, "development", "ref/none"), params={"expand": "true"}, headers=dev
+    )
+    assert stolen.status_code == missing.status_code == 400
+    assert stolen.text == missing.text.replace("no/such", KEY).replace("ref/none", "ref/steal")
+    exported = client.get(f"{API}/projects/{PROJECT}/environments/development/export", headers=dev)
+    assert SECRET_MARK + f"-{PROJECT}-production" not in exported.text
+    owner_view = client.get(
+        secret_url(PROJECT, "development", "ref/steal"),
+        params={"expand": "true"},
+        headers=bearer(world.who[OWNER].token),
+    )
+    assert owner_view.json()["value"] == f"{SECRET_MARK}-{PROJECT}-production"
+    for key, value in (
+        ("ref/acme", "${billing.production.db/password}"),
+        ("ref/nowhere", "${nosuchproj.production.db/password}"),
+    ):
+        assert client.put(
+            secret_url(PROJECT, "development", key), json={"value": value}, headers=rival
+        ).is_success
+    acme = client.get(
+        secret_url(PROJECT, "development", "ref/acme"), params={"expand": "true"}, headers=rival
+    )
+    nowhere = client.get(
+        secret_url(PROJECT, "development", "ref/nowhere"), params={"expand": "true"}, headers=rival
+    )
+    assert acme.status_code == nowhere.status_code == 400
+    assert acme.text == nowhere.text.replace("nosuchproj", FOREIGN).replace(
+        "ref/nowhere", "ref/acme"
+    )
+    assert SECRET_MARK not in acme.text

@@ -5,7 +5,9 @@ windows and allow-lists, revocation that takes effect at once, and the audit tra
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from coffer.crypto.totp import current_code
+from coffer.domain.errors import Conflict, RateLimited, Unauthenticated
 from coffer.domain.models import CallContext
 from tests.integration.api_helpers import all_rows_text, audit_entries, last_audit_seq
 from tests.integration.team_helpers import (
@@ -414,3 +417,86 @@ def test_no_credential_reaches_the_database_logs_or_reprs(
     for secret in story.secrets:
         assert secret not in database
         assert secret not in logs
+
+
+# --- races --------------------------------------------------------------------------------
+
+RACERS = 8
+
+
+def _race(attempt: Callable[[], object]) -> tuple[list[object], list[BaseException]]:
+    """Runs ``attempt`` in RACERS threads released at once; returns results and errors."""
+    results: list[object] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(RACERS)
+
+    def racer() -> None:
+        start.wait()
+        try:
+            result = attempt()
+        except BaseException as error:  # noqa: BLE001 - every failure is part of the finding
+            with lock:
+                errors.append(error)
+        else:
+            with lock:
+                results.append(result)
+
+    threads = [threading.Thread(target=racer) for _ in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a racer hung"
+    return results, errors
+
+
+def test_one_totp_code_raced_from_many_logins_signs_in_once(team: Team) -> None:
+    """Eight logins sent at once with the same TOTP code yield exactly one token; the rest
+    are refused as replays (or, past five failures, by the lockout)."""
+    token = member_token(team.client, team.owner, "dev@acme.test")
+    seed = team.client.post(f"{API}/mfa/setup", headers=bearer(token)).json()["secret"]
+    team.client.post(f"{API}/mfa/enable", json={"code": current_code(seed)}, headers=bearer(token))
+    code = current_code(seed, time.time() + 30)
+    results, errors = _race(
+        lambda: team.services.login.login("dev@acme.test", PASSWORD, totp_code=code)
+    )
+    assert len(results) == 1
+    assert len(errors) == RACERS - 1
+    assert all(isinstance(e, Unauthenticated | RateLimited) for e in errors), errors
+
+
+def test_one_recovery_code_raced_from_many_logins_signs_in_once(team: Team) -> None:
+    """Eight logins sent at once with the same recovery code yield exactly one token."""
+    token = member_token(team.client, team.owner, "dev@acme.test")
+    seed = team.client.post(f"{API}/mfa/setup", headers=bearer(token)).json()["secret"]
+    enabled = team.client.post(
+        f"{API}/mfa/enable", json={"code": current_code(seed)}, headers=bearer(token)
+    )
+    code = enabled.json()["recovery_codes"][0]
+    results, errors = _race(
+        lambda: team.services.login.login("dev@acme.test", PASSWORD, totp_code=code)
+    )
+    assert len(results) == 1
+    assert all(isinstance(e, Unauthenticated | RateLimited) for e in errors), errors
+
+
+def test_one_invitation_raced_from_many_acceptances_makes_one_account(team: Team) -> None:
+    """Eight acceptances of one invitation at once create exactly one account."""
+    invitation = invite(team.client, team.owner, "dev@acme.test")
+    results, errors = _race(lambda: team.services.login.accept_invitation(invitation, PASSWORD))
+    assert len(results) == 1
+    assert all(isinstance(e, Unauthenticated | Conflict) for e in errors), errors
+    members = team.get(f"{API}/members", team.owner).json()["members"]
+    assert [m["email"] for m in members].count("dev@acme.test") == 1
+
+
+def test_api_key_limit_holds_under_a_race(team: Team) -> None:
+    """Eight key creations at once by one person create exactly five keys."""
+    token = member_token(team.client, team.owner, "dev@acme.test")
+    ctx = CallContext(actor=team.services.auth.authenticate(token), source_ip="127.0.0.1")
+    results, errors = _race(lambda: team.services.tokens.create_api_key(ctx, "raced"))
+    assert len(results) == 5
+    assert len(errors) == RACERS - 5
+    assert all(isinstance(e, Conflict) for e in errors), errors
+    assert len(team.get(f"{API}/keys", token).json()["keys"]) == 5
