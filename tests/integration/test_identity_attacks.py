@@ -327,8 +327,9 @@ def test_totp_code_in_other_digits_is_refused_not_a_crash(team: Team) -> None:
 
 
 def test_org_requiring_mfa_blocks_members_without_it_until_they_enrol(team: Team) -> None:
-    """With require_mfa on, a member without MFA can do nothing but enrol (reads on the hot
-    path included); after enrolling everything works again and MFA cannot be turned off."""
+    """With require_mfa on, a member without MFA can do nothing but enrol, see who they are
+    and log out (reads on the hot path are refused too); after enrolling everything works
+    again and MFA cannot be turned off."""
     token = member_token(team.client, team.owner, "dev@acme.test")
     assert team.get(SECRET, token).status_code == 200
     required = team.client.patch(
@@ -345,6 +346,10 @@ def test_org_requiring_mfa_blocks_members_without_it_until_they_enrol(team: Team
         assert response.status_code == 403
         assert "requires MFA" in response.json()["error"]["message"]
     assert team.get(SECRET, team.owner).status_code == 403  # the owner has no MFA either
+    me = team.get(f"{API}/whoami", token)
+    assert me.status_code == 200 and me.json()["mfa_enrolment_required"] is True
+    spare = login(team.client, "dev@acme.test")["token"]
+    assert team.client.post(f"{API}/auth/logout", headers=bearer(spare)).status_code == 200
     _, codes = _enrol(team, token)
     assert team.get(SECRET, token).json()["value"] == "s3cret-value"
     kept = team.client.post(f"{API}/mfa/disable", json={"code": codes[0]}, headers=bearer(token))
@@ -524,3 +529,17 @@ def test_logout_ends_the_session_and_clears_the_cookie(team: Team) -> None:
         assert cleared.startswith("coffer_session=") and "max-age=0" in cleared
     with _cookie_client(team, cookie) as replay:
         assert replay.get(f"{API}/whoami").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
+def test_login_refuses_bodies_a_cross_site_form_can_send(team: Team, content_type: str) -> None:
+    """A login posted as a form or plain text (what another site can send without a
+    preflight) is refused, so no site can sign a browser into an account (login CSRF)."""
+    body = f'{{"email": "{OWNER_EMAIL}", "password": "{PASSWORD}", "mode": "session"}}'
+    for url in (f"{API}/auth/login", f"{API}/invitations/accept"):
+        response = team.client.post(url, content=body, headers={"Content-Type": content_type})
+        assert response.status_code == 400
+        assert "set-cookie" not in response.headers

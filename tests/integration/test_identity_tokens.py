@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from coffer.api.app import create_app
 from coffer.crypto.totp import current_code
 from coffer.domain.errors import Conflict, RateLimited, Unauthenticated
 from coffer.domain.models import CallContext
@@ -165,6 +167,20 @@ def test_machine_ip_allow_list(team: Team) -> None:
     with client_for(team.services, team.settings, address="2001:db8::7") as v6:
         assert v6.get(SECRET, headers=bearer(inside)).status_code == 200
         assert v6.get(SECRET, headers=bearer(outside)).status_code == 403
+
+
+def test_allow_list_sees_the_real_client_behind_a_trusted_proxy(team: Team) -> None:
+    """Behind a trusted proxy the allow-list judges the address in X-Forwarded-For."""
+    token = _machine_token(team, "ci", ["app:production:read"], allowed_ips=["198.51.100.0/24"])
+    app = create_app(
+        team.services, max_body_bytes=team.settings.max_body_bytes, trusted_proxies=("10.0.0.0/8",)
+    )
+    with TestClient(app, client=("10.0.0.5", 50000)) as proxied:
+        inside = {**bearer(token), "X-Forwarded-For": "198.51.100.7"}
+        outside = {**bearer(token), "X-Forwarded-For": "192.0.2.7"}
+        assert proxied.get(SECRET, headers=inside).status_code == 200
+        assert proxied.get(SECRET, headers=outside).status_code == 403
+        assert proxied.get(SECRET, headers=bearer(token)).status_code == 403  # the proxy itself
 
 
 def test_bad_allow_list_entry_is_refused(team: Team) -> None:
