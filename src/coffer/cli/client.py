@@ -156,9 +156,9 @@ class ApiClient:
             code, message, field = "", f"server answered HTTP {response.status_code}", None
         if code == err.RateLimited.code or response.status_code == 429:
             seconds = _retry_after(response)
-            return err.RateLimited(
-                f"{message} (retry in {seconds} s)", retry_after=seconds, field=field
-            )
+            if "retry" not in message:
+                message = f"{message} (retry in {seconds} s)"
+            return err.RateLimited(message, retry_after=seconds, field=field)
         return _BY_CODE.get(code, err.CofferError)(message, field=field)
 
     def get_json(self, path: str, **params: Any) -> Any:

@@ -88,6 +88,7 @@ def init(
     """Create a new vault: root key file (0600), database, organization, owner token.
 
     With --email the owner's account is created too (password from a prompt or stdin)."""
+    from coffer.api.server import server_address
     from coffer.bootstrap import initialise_vault
     from coffer.config import Settings
 
@@ -99,7 +100,7 @@ def init(
         owner_email=owner[0] if owner else None,
         owner_password=owner[1] if owner else None,
     )
-    addr = f"http://{settings.host}:{settings.port}"
+    addr = server_address(settings)
     if as_json:
         print_json(
             {

@@ -15,6 +15,13 @@ tokens_app = typer.Typer(help="List and revoke tokens.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
 IdArg = Annotated[str, typer.Argument(help="The token's id (from the list).")]
+KIND_NAMES = {
+    "boot": "bootstrap token",
+    "cli": "CLI token",
+    "sess": "browser session",
+    "key": "API key",
+    "mach": "machine token",
+}
 
 
 def token_rows(tokens: list[dict[str, Any]], *, with_identity: bool) -> list[tuple[Any, ...]]:
@@ -76,7 +83,8 @@ def revoke_token(token_id: IdArg, as_json: JsonOpt = False) -> None:
     """Revoke a token: yours, or anyone's (machines' too) for admins. It stops working at once."""
     with api() as client:
         data = client.request("DELETE", f"/api/v1/tokens/{path_part(token_id)}").json()
-    emit(data, as_json, f"Revoked {data['kind']} {data['id']} ({data['name']})")
+    kind = KIND_NAMES.get(data["kind"], data["kind"])
+    emit(data, as_json, f"Revoked {kind} {data['id']} ({data['name']})")
 
 
 @keys_app.command("create")
