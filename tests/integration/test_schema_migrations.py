@@ -96,11 +96,6 @@ OLD_ROWS = [
         " VALUES (:env, :prj, 'dev', :now)"
     ),
 ]
-SQLITE_CASCADE_BUG = (
-    "on SQLite, 0002's batch_alter_table('organizations') drops and recreates the table with "
-    "foreign keys ON, so ON DELETE CASCADE wipes every token, project, environment and secret "
-    "of an existing vault"
-)
 
 
 def test_identity_migration_keeps_an_older_vaults_rows(
@@ -108,8 +103,6 @@ def test_identity_migration_keeps_an_older_vaults_rows(
 ) -> None:
     """A vault made by revision 0001 keeps its organization, token, project and environment
     through the identity migration; the new columns get their defaults."""
-    if engine.dialect.name == "sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=SQLITE_CASCADE_BUG))
     _migrate(engine, "upgrade", "0001")
     values = {"org": ORG_ID, "tok": TOKEN_ID, "prj": PROJECT_ID, "env": ENV_ID, "hash": "a" * 64}
     with engine.begin() as conn:

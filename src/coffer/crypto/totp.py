@@ -38,7 +38,7 @@ def accepted_step(seed: str, code: str, *, last_step: int | None, now: float) ->
     """Returns the time step ``code`` belongs to when it is valid now and later than
     ``last_step``; None otherwise (wrong, stale or replayed). Compares in constant time."""
     code = code.strip().replace(" ", "")
-    if not code.isdigit() or len(code) != 6:
+    if not (code.isascii() and code.isdigit()) or len(code) != 6:
         return None
     totp = pyotp.TOTP(seed)
     current = int(now) // STEP_SECONDS

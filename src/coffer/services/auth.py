@@ -14,7 +14,8 @@ from coffer.storage import actor_store
 
 SESSION_TOKEN_KIND = "sess"
 _UNAUTHENTICATED = "a valid API token is required (Authorization: Bearer <token>)"
-# A session's idle clock is moved at most this often, so reads do not each cost a write.
+# A session's idle clock is moved at most this often (or a quarter of its idle timeout, when
+# that is shorter), so reads do not each cost a write.
 _TOUCH_EVERY_SECONDS = 30.0
 
 
@@ -40,7 +41,8 @@ class Authenticator:
                 raise Unauthenticated(_UNAUTHENTICATED)
             actor, row = found
             idle, last_used = row[actor_store.IDLE_TIMEOUT], row[actor_store.LAST_USED_AT]
-            if idle is not None and (last_used is None or now - last_used > _TOUCH_EVERY_SECONDS):
+            touch_every = min(_TOUCH_EVERY_SECONDS, idle / 4) if idle is not None else 0.0
+            if idle is not None and (last_used is None or now - last_used > touch_every):
                 actor_store.touch_token(conn, row[actor_store.TOKEN_ID], now)
                 conn.commit()
         return actor

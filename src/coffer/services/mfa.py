@@ -105,7 +105,7 @@ class MfaService:
         remembered) or an unused recovery code (then used up). Call inside the transaction
         that holds the user's row."""
         code = code.strip()
-        if "-" in code or not code.isdigit():
+        if "-" in code or not (code.isascii() and code.isdigit()):
             return user_store.use_recovery_code(conn, user.id, totp.hash_recovery_code(code), now)
         step = totp.accepted_step(self._seed(user), code, last_step=user.mfa_last_step, now=now)
         if step is None:

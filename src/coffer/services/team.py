@@ -61,7 +61,7 @@ class TeamService:
     ) -> IssuedInvitation:
         """Invites ``email`` as ``role`` (admin or viewer) and returns the one-time invitation
         token to pass on. A pending invitation for the same address is replaced. Raises
-        InvalidInput for a bad address or role, Conflict when the address has an account."""
+        InvalidInput for a bad address or role, Conflict when the address is a member."""
         address = normalize_email(email)
         wanted = parse_role(role)
         ttl = (
@@ -73,8 +73,11 @@ class TeamService:
         token = mint_token(INVITATION_TOKEN)
         now = time.time()
         with self._engine.begin() as conn:
-            if user_store.find_user_by_email(conn, address) is not None:
-                raise Conflict(f"{address} already has an account", field="email")
+            existing = user_store.find_user_by_email(conn, address)
+            # An account in another organization is not revealed: the invitation is made as
+            # for a new address (accepting it then fails for the invitee).
+            if existing is not None and existing.org_id == ctx.actor.org_id:
+                raise Conflict(f"{address} is already a member", field="email")
             user_store.cancel_invitations(conn, ctx.actor.org_id, address, now)
             info = user_store.insert_invitation(
                 conn,

@@ -26,13 +26,15 @@ def _fk(column: str, table: str, target: str) -> sa.ForeignKeyConstraint:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("organizations") as batch:
-        batch.add_column(
-            sa.Column("require_mfa", sa.Boolean, nullable=False, server_default=sa.false())
-        )
-    with op.batch_alter_table("api_tokens") as batch:
-        batch.add_column(sa.Column("last_used_at", sa.Float, nullable=True))
-        batch.add_column(sa.Column("idle_timeout", sa.Float, nullable=True))
+    # Plain ADD COLUMN, never batch mode: on SQLite a batch rebuild drops and recreates the
+    # table, and with foreign keys on, dropping ``organizations`` would cascade-delete
+    # every project, secret and token of an existing vault.
+    op.add_column(
+        "organizations",
+        sa.Column("require_mfa", sa.Boolean, nullable=False, server_default=sa.false()),
+    )
+    op.add_column("api_tokens", sa.Column("last_used_at", sa.Float, nullable=True))
+    op.add_column("api_tokens", sa.Column("idle_timeout", sa.Float, nullable=True))
     op.create_index("ix_api_tokens_identity_id", "api_tokens", ["identity_id"])
     op.create_table(
         "users",
@@ -113,8 +115,7 @@ def downgrade() -> None:
     for table in ("grants", "machines", "invitations", "mfa_recovery_codes", "users"):
         op.drop_table(table)
     op.drop_index("ix_api_tokens_identity_id", table_name="api_tokens")
-    with op.batch_alter_table("api_tokens") as batch:
-        batch.drop_column("idle_timeout")
-        batch.drop_column("last_used_at")
-    with op.batch_alter_table("organizations") as batch:
-        batch.drop_column("require_mfa")
+    # Plain DROP COLUMN (SQLite 3.35+), for the same reason as in upgrade().
+    op.drop_column("api_tokens", "idle_timeout")
+    op.drop_column("api_tokens", "last_used_at")
+    op.drop_column("organizations", "require_mfa")
