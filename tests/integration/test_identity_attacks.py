@@ -4,6 +4,7 @@ reserved roles, brute force, MFA replay, cross-site requests, stolen or stale se
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -121,8 +122,7 @@ def test_lockout_does_not_reveal_whether_an_account_exists(team: Team) -> None:
 def test_wrong_totp_codes_count_towards_the_lockout(team: Team) -> None:
     """Guessing TOTP codes with the right password locks the account like wrong passwords."""
     token = member_token(team.client, team.owner, "dev@acme.test")
-    seed, _ = _enrol(team, token)
-    good = current_code(seed, time.time() + 30)
+    good = current_code(_enrol(team, token).seed, time.time() + 30)
     wrong = f"{(int(good) + 1) % 1_000_000:06d}"
     for _ in range(5):
         assert _login_attempt(team, "dev@acme.test", PASSWORD, totp=wrong).status_code == 401
@@ -248,23 +248,31 @@ def test_reserved_owner_role_is_refused_in_every_spelling(team: Team, spelling: 
 # --- MFA ----------------------------------------------------------------------------------
 
 
-def _enrol(team: Team, token: str) -> tuple[str, list[str]]:
-    """Turns MFA on for the token's person; returns the seed and the recovery codes."""
+@dataclass(frozen=True)
+class Enrolment:
+    """A person's MFA: the seed, the code that enabled it, and the recovery codes."""
+
+    seed: str
+    enabling_code: str
+    recovery_codes: list[str]
+
+
+def _enrol(team: Team, token: str) -> Enrolment:
+    """Turns MFA on for the token's person."""
     seed = team.client.post(f"{API}/mfa/setup", headers=bearer(token)).json()["secret"]
-    enabled = team.client.post(
-        f"{API}/mfa/enable", json={"code": current_code(seed)}, headers=bearer(token)
-    )
+    code = current_code(seed)
+    enabled = team.client.post(f"{API}/mfa/enable", json={"code": code}, headers=bearer(token))
     assert enabled.status_code == 200, enabled.text
-    return seed, enabled.json()["recovery_codes"]
+    return Enrolment(seed, code, enabled.json()["recovery_codes"])
 
 
 def test_totp_code_is_accepted_once(team: Team) -> None:
     """A TOTP code logs in once; the same code again (or the one used to enable MFA) is
     refused as a replay."""
     token = member_token(team.client, team.owner, "dev@acme.test")
-    seed, _ = _enrol(team, token)
-    enabling_code = current_code(seed)
-    next_code = current_code(seed, time.time() + 30)
+    enrolment = _enrol(team, token)
+    enabling_code = enrolment.enabling_code
+    next_code = current_code(enrolment.seed, time.time() + 30)
     assert _login_attempt(team, "dev@acme.test", PASSWORD).json()["error"]["code"] == "mfa_required"
     replayed = _login_attempt(team, "dev@acme.test", PASSWORD, totp=enabling_code)
     assert replayed.status_code == 401
@@ -277,7 +285,7 @@ def test_totp_code_is_accepted_once(team: Team) -> None:
 def test_recovery_code_works_once(team: Team) -> None:
     """Each recovery code logs in exactly once; another code still works afterwards."""
     token = member_token(team.client, team.owner, "dev@acme.test")
-    _, codes = _enrol(team, token)
+    codes = _enrol(team, token).recovery_codes
     assert len(set(codes)) == 10
     assert _login_attempt(team, "dev@acme.test", PASSWORD, totp=codes[0]).status_code == 200
     assert _login_attempt(team, "dev@acme.test", PASSWORD, totp=codes[0]).status_code == 401
@@ -288,9 +296,10 @@ def test_mfa_disable_refuses_a_replayed_code_and_old_recovery_codes_die(team: Te
     """Disabling MFA refuses the code that enabled it (a replay); after disabling and
     enrolling again, the first enrolment's recovery codes no longer work."""
     token = member_token(team.client, team.owner, "dev@acme.test")
-    seed, old_codes = _enrol(team, token)
+    first = _enrol(team, token)
+    old_codes = first.recovery_codes
     replay = team.client.post(
-        f"{API}/mfa/disable", json={"code": current_code(seed)}, headers=bearer(token)
+        f"{API}/mfa/disable", json={"code": first.enabling_code}, headers=bearer(token)
     )
     assert replay.status_code == 400
     assert replay.json()["error"]["field"] == "code"
@@ -308,7 +317,7 @@ def test_totp_code_in_other_digits_is_refused_not_a_crash(team: Team) -> None:
     """A code typed in full-width digits is refused like any wrong code, at login and at
     enrolment, instead of crashing the server."""
     token = member_token(team.client, team.owner, "dev@acme.test")
-    seed, _ = _enrol(team, token)
+    seed = _enrol(team, token).seed
     wide = "".join(chr(0xFF10 + int(d)) for d in current_code(seed, time.time() + 30))
     other = member_token(team.client, team.owner, "other@acme.test")
     team.client.post(f"{API}/mfa/setup", headers=bearer(other))
@@ -345,7 +354,7 @@ def test_org_requiring_mfa_blocks_members_without_it_until_they_enrol(team: Team
     assert me.status_code == 200 and me.json()["mfa_enrolment_required"] is True
     spare = login(team.client, "dev@acme.test")["token"]
     assert team.client.post(f"{API}/auth/logout", headers=bearer(spare)).status_code == 200
-    _, codes = _enrol(team, token)
+    codes = _enrol(team, token).recovery_codes
     assert team.get(SECRET, token).json()["value"] == "s3cret-value"
     kept = team.client.post(f"{API}/mfa/disable", json={"code": codes[0]}, headers=bearer(token))
     assert kept.status_code == 409
