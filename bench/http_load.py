@@ -26,8 +26,10 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,10 +94,13 @@ def run_load(
     connections: int,
     threads: int,
     tool: str,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
-    """Drives ``request`` against ``base_url`` for ``duration`` seconds with ``tool``."""
+    """Drives ``request`` against ``base_url`` for ``duration`` seconds with ``tool``; with
+    wrk and ``stop``, ends earlier when ``stop`` is set (wrk then reports on the time it ran).
+    The Python generator ignores ``stop``."""
     if tool == "wrk":
-        return _run_wrk(base_url, request, duration, connections, threads)
+        return _run_wrk(base_url, request, duration, connections, threads, stop)
     return _run_python(base_url, request, duration, connections, threads)
 
 
@@ -166,8 +171,25 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _wrk_until(argv: list[str], stop: threading.Event) -> subprocess.CompletedProcess[str]:
+    """Runs wrk and interrupts it (SIGINT: it stops its threads and reports as usual) as
+    soon as ``stop`` is set."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        while proc.poll() is None:
+            if stop.wait(0.01):
+                proc.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+
 def _run_wrk(
-    base_url: str, request: Request, duration: float, connections: int, threads: int
+    base_url: str,
+    request: Request,
+    duration: float,
+    connections: int,
+    threads: int,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
     binary = wrk_path()
     if binary is None:
@@ -178,24 +200,23 @@ def _run_wrk(
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(wrk_script(request))
         seconds = max(1, round(duration))
+        argv = [
+            binary,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(script),
+            base_url + request.path,
+        ]
         cpu_before = _children_cpu()
-        completed = subprocess.run(
-            [
-                binary,
-                f"-t{threads}",
-                f"-c{connections}",
-                f"-d{seconds}s",
-                "--timeout",
-                "10s",
-                "--latency",
-                "-s",
-                str(script),
-                base_url + request.path,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        if stop is None:
+            completed = subprocess.run(argv, capture_output=True, text=True, check=False)
+        else:
+            completed = _wrk_until(argv, stop)
         cpu = _children_cpu() - cpu_before
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")

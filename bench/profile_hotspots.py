@@ -3,13 +3,15 @@
 Not part of ``make bench``; run it by hand when BENCHMARKS.md's figures need explaining::
 
     .venv/bin/pip install py-spy
-    .venv/bin/python bench/profile_hotspots.py read  [--seconds 10] [--top 30]
+    .venv/bin/python bench/profile_hotspots.py read  [--seconds 10] [--top 30] [--token machine]
     .venv/bin/python bench/profile_hotspots.py write [--seconds 10] [--top 30]
     .venv/bin/python bench/profile_hotspots.py read --postgres postgresql+psycopg://u@host/db
     .venv/bin/python bench/profile_hotspots.py cli   [--top 30]
 
-``read`` starts one server (pinned like ``run_all.py``), drives authenticated secret reads (or,
-with ``write``, PUTs of new versions) with the same load generator, and attaches ``py-spy
+``read`` starts one server (pinned like ``run_all.py``, rate limits off unless ``--limits-on``),
+drives authenticated secret reads (with the bootstrap token, or with ``--token machine`` the
+machine token with scopes that ``run_all.py`` measures; or, with ``write``, PUTs of new
+versions) with the same load generator, and attaches ``py-spy
 record`` to the server, sampling its active (non-idle) threads. On SQLite the service calls run
 inline on the event loop's thread, so that thread is where the server's one core goes, native
 calls (SQLite, socket writes, AES) included. ``--gil`` samples only the thread holding the GIL.
@@ -38,12 +40,15 @@ from http_load import Request, choose_tool, run_load
 from server_process import (
     BIN,
     COFFER,
+    LIMITS_HIGH,
+    LIMITS_OFF,
     base_env,
     cpu_plan,
     pin_self,
     postgres_schema,
     running_server,
     seed,
+    seed_identities,
 )
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
@@ -143,18 +148,26 @@ def profile_load(
     raw_copy: Path | None,
     gil: bool,
     postgres: str | None,
+    caller: str = "bootstrap",
+    limits_on: bool = False,
 ) -> None:
     plan = cpu_plan()
     pin_self(plan.client)
     tool = choose_tool(loadgen)
     with contextlib.ExitStack() as stack:
         database_url = stack.enter_context(postgres_schema(postgres)) if postgres else None
-        server = stack.enter_context(running_server("profile", plan, database_url=database_url))
+        limits = LIMITS_HIGH if limits_on else LIMITS_OFF
+        server = stack.enter_context(
+            running_server("profile", plan, database_url=database_url, limits=limits)
+        )
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         seed(server, "bench", "development", {"db/password": "correct-horse-battery-staple"})
         path = server.secret_path("bench", "development", "db/password")
+        auth = server.auth()
+        if caller == "machine":
+            auth = seed_identities(server, "bench", "development", "db/password").machine_auth()
         if what == "read":
-            read = Request("GET", path, headers=server.auth())
+            read = Request("GET", path, headers=auth)
         else:
             read = Request(
                 "PUT",
@@ -241,6 +254,15 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks in this file")
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL")
     parser.add_argument(
+        "--token",
+        choices=("bootstrap", "machine"),
+        default="bootstrap",
+        help="read with the bootstrap token or with a machine token with scopes",
+    )
+    parser.add_argument(
+        "--limits-on", action="store_true", help="API rate limits on (set high), as LIMITS_HIGH"
+    )
+    parser.add_argument(
         "--postgres",
         metavar="URL",
         help="run the server on this PostgreSQL (in a fresh schema), e.g. "
@@ -257,6 +279,8 @@ def main() -> None:
             args.raw,
             args.gil,
             args.postgres,
+            args.token,
+            args.limits_on,
         )
     else:
         profile_cli(args.top)

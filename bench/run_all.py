@@ -1,14 +1,26 @@
-"""coffer's benchmarks, in one run against one server process (``make bench``).
+"""coffer's benchmarks, in one run against one server process per database (``make bench``).
 
-1. Authenticated secret reads (``GET .../secrets/{key}``: token check, decrypt, audit insert)
-   next to the constant endpoint ``/healthz`` of the same server, same client, same concurrency,
-   interleaved (healthz, read, healthz, read, ...) so drift on a shared machine hits both.
-   Figures: requests/s, p50 and p99 latency, and the ratio read/constant.
-2. Writes (``PUT`` of a new version of one key), same method.
-3. Wall time of ``coffer run -p P -e E -- true`` (median and p90), next to the bare start-up
+1. Secret reads (``GET .../secrets/{key}``: token and identity, the identity's grants, the
+   policy function, decrypt, audit insert) next to the constant endpoint ``/healthz`` of the
+   same server, same client, same concurrency, interleaved (healthz, read, ...) so drift on a
+   shared machine hits both. The read that counts is made with a machine token whose machine
+   has scopes on several environments (the policy really looks at grants); the same read with
+   the bootstrap token (an owner: no grant narrows it) is shown next to it. Figures:
+   requests/s, p50 and p99 latency, the ratio read/constant.
+2. The same machine-token read against a second server whose API rate limits are on but set
+   far above what the benchmark reaches (``LIMITS_HIGH``), interleaved with the rest: its ratio
+   to the read on the first server (limits off) is the limiter's cost.
+3. Writes (``PUT`` of a new version of one key), same method.
+4. Read latency on a few connections, alone and while a bounded login flood (Argon2id hashes
+   in the server's thread pool) runs against the same server: p99 with/without the flood.
+5. Wall time of ``coffer run -p P -e E -- true`` (median and p90), next to the bare start-up
    of the same Python interpreter and the import of the CLI application, run interleaved.
-4. Optionally, 1 and 2 again on a second server whose database is PostgreSQL, when
-   ``COFFER_BENCH_POSTGRES_URL`` names a server (a fresh schema is created and dropped).
+6. Optionally, 1 to 4 again on servers whose database is PostgreSQL, when
+   ``COFFER_BENCH_POSTGRES_URL`` names a server (fresh schemas are created and dropped).
+
+The servers run with every rate limit off except the limiter's segment (see
+``server_process.LIMITS_OFF``): the benchmark sends far more requests from one address and one
+identity than any production limit allows.
 
 Prints a table and the targets with PASS/FAIL, writes ``bench/results/latest.json``, and exits 0
 whether or not a target is met: it reports, it does not gate. Usage::
@@ -19,6 +31,7 @@ whether or not a target is met: it reports, it does not gate. Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -26,7 +39,9 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +49,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cli_timing import time_commands
 from http_load import LoadResult, Request, choose_tool, run_load, wrk_path
+from login_flood import FloodResult, login_flood
 from server_process import (
     BIN,
     COFFER,
+    LIMITS_HIGH,
+    LIMITS_OFF,
     CpuPlan,
+    Identities,
     ServerHandle,
     base_env,
     cpu_plan,
@@ -46,6 +65,7 @@ from server_process import (
     process_cpu_seconds,
     running_server,
     seed,
+    seed_identities,
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -63,8 +83,24 @@ SECRETS = {
 }
 WRITE_BODY = json.dumps({"value": "rotated-" + "v" * 32}).encode()
 
+# The issue's target: reads with the policy check on may cost at most 10 % of the read/constant
+# ratio recorded before it (BENCHMARKS.md, run of 2026-11-24 04:19 UTC, revision 799adef:
+# SQLite 47.5 %, PostgreSQL 20.2 %, both with the bootstrap token, the only token there was).
+PREVIOUS_RATIO = {"sqlite": 0.475, "postgresql": 0.202}
+ALLOWED_DROP = 0.10
+# The earlier issue's target, still reported.
 READ_TARGET_RATIO = 0.40
+# Read p99 with the login flood at most this many times the p99 without it (BENCHMARKS.md
+# explains the choice: the server has one core, a hash thread takes about half of it).
+FLOOD_P99_LIMIT = 3.0
 RUN_TARGET_MS = 300.0
+
+STREAM_NAMES = {
+    "constant": "healthz",
+    "read": "read-machine",
+    "read_bootstrap": "read-bootstrap",
+    "read_limited": "read-limits-on",
+}
 
 
 def log(message: str) -> None:
@@ -88,9 +124,30 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _coffer_source() -> str:
+    """Returns the directory the benchmark's ``coffer`` processes import coffer from (their
+    environment is this one's: a PYTHONPATH can point them at another checkout)."""
+    found = subprocess.run(
+        [
+            str(BIN / "python"),
+            "-c",
+            "import coffer, pathlib; print(pathlib.Path(coffer.__file__).parent)",
+        ],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or "unknown"
+
+
 def _git_revision() -> str:
-    """Returns the short commit, with "+dirty" when src/ has uncommitted changes."""
+    """Returns the short commit, with "+dirty" when src/ has uncommitted changes, or a note
+    when the coffer under test is not this checkout's src/ (then the commit says nothing)."""
     root = Path(__file__).resolve().parent.parent
+    source = _coffer_source()
+    if Path(source) != root / "src" / "coffer":
+        return f"coffer imported from {source} (not this checkout's src/)"
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -159,81 +216,239 @@ def _segment(name: str, r: LoadResult) -> dict[str, Any]:
     return data
 
 
+def measure(
+    server: ServerHandle,
+    request: Request,
+    seconds: float,
+    connections: int,
+    args: argparse.Namespace,
+    tool: str,
+    stop: threading.Event | None = None,
+) -> LoadResult:
+    """Drives ``request`` against ``server`` (for ``seconds``, or until ``stop`` is set) and
+    adds the server's CPU share and CPU time per request (from /proc, before and after)."""
+    cpu_before = process_cpu_seconds(server.pid)
+    result = run_load(
+        server.base_url,
+        request,
+        duration=seconds,
+        connections=connections,
+        threads=max(1, min(args.threads, connections)),
+        tool=tool,
+        stop=stop,
+    )
+    cpu_after = process_cpu_seconds(server.pid)
+    if cpu_before is not None and cpu_after is not None and result.requests:
+        cpu = cpu_after - cpu_before
+        result.detail["server_cpu_percent"] = 100 * cpu / result.duration_s
+        result.detail["server_cpu_us_per_request"] = 1e6 * cpu / result.requests
+    return result
+
+
+def _cost_ratio(cheap: dict[str, Any], dear: dict[str, Any]) -> float | None:
+    """CPU per request of ``cheap`` over that of ``dear``: the rate ratio the two would have
+    if the server always had its whole core."""
+    a, b = cheap["server_cpu_us_per_request"], dear["server_cpu_us_per_request"]
+    return a / b if a and b else None
+
+
 def bench_server(
-    server: ServerHandle, args: argparse.Namespace, tool: str, *, cli: bool
+    server: ServerHandle,
+    limited: ServerHandle,
+    args: argparse.Namespace,
+    tool: str,
+    *,
+    cli: bool,
 ) -> dict[str, Any]:
-    """Seeds the server, then runs warm-ups, the interleaved rounds, the writes and (when
-    ``cli``) the CLI timing, all against this one server process."""
-    seed(server, PROJECT, ENVIRONMENT, SECRETS)
-    auth = server.auth()
-    healthz = Request("GET", "/healthz")
-    read = Request("GET", server.secret_path(PROJECT, ENVIRONMENT, READ_KEY), headers=auth)
+    """Seeds both servers (same data, same kinds of identity), then runs warm-ups, the
+    interleaved rounds (constant endpoint, read with the bootstrap token, read with the machine
+    token; the machine-token read on ``limited``, whose rate limits are on), the writes, the
+    login flood and (when ``cli``) the CLI timing. Everything but the limiter's segment runs
+    against ``server``, whose limits are off."""
+    identities = {}
+    for handle in (server, limited):
+        seed(handle, PROJECT, ENVIRONMENT, SECRETS)
+        identities[handle.label] = seed_identities(handle, PROJECT, ENVIRONMENT, READ_KEY)
+    machine = identities[server.label]
+    path = server.secret_path(PROJECT, ENVIRONMENT, READ_KEY)
+    streams = (
+        (STREAM_NAMES["constant"], "constant", server, Request("GET", "/healthz")),
+        (
+            STREAM_NAMES["read"],
+            "read",
+            server,
+            Request("GET", path, headers=machine.machine_auth()),
+        ),
+        (
+            STREAM_NAMES["read_bootstrap"],
+            "read_bootstrap",
+            server,
+            Request("GET", path, headers=server.auth()),
+        ),
+        (
+            STREAM_NAMES["read_limited"],
+            "read_limited",
+            limited,
+            Request("GET", path, headers=identities[limited.label].machine_auth()),
+        ),
+    )
     write = Request(
         "PUT",
         server.secret_path(PROJECT, ENVIRONMENT, WRITE_KEY),
-        headers={**auth, "Content-Type": "application/json"},
+        headers={**server.auth(), "Content-Type": "application/json"},
         body=WRITE_BODY,
     )
 
-    def load(request: Request, seconds: float) -> LoadResult:
-        cpu_before = process_cpu_seconds(server.pid)
-        result = run_load(
-            server.base_url,
-            request,
-            duration=seconds,
-            connections=args.connections,
-            threads=args.threads,
-            tool=tool,
-        )
-        cpu_after = process_cpu_seconds(server.pid)
-        if cpu_before is not None and cpu_after is not None and result.requests:
-            cpu = cpu_after - cpu_before
-            result.detail["server_cpu_percent"] = 100 * cpu / result.duration_s
-            result.detail["server_cpu_us_per_request"] = 1e6 * cpu / result.requests
-        return result
+    def load(target: ServerHandle, request: Request, seconds: float) -> LoadResult:
+        return measure(target, request, seconds, args.connections, args, tool)
 
-    log(f"[{server.label}] warm-up: {args.warmup:g} s of /healthz, {args.warmup:g} s of reads")
-    load(healthz, args.warmup)
-    load(read, args.warmup)
-    constant: list[LoadResult] = []
-    reads: list[LoadResult] = []
+    log(f"[{server.label}] warm-up: {args.warmup:g} s of each of {len(streams)} streams")
+    for _name, _key, target, request in streams:
+        load(target, request, args.warmup)
+    buckets: dict[str, list[LoadResult]] = {key: [] for _name, key, _t, _r in streams}
     segments: list[dict[str, Any]] = []
     for round_no in range(1, args.rounds + 1):
-        for name, request, bucket in (("healthz", healthz, constant), ("read", read, reads)):
-            result = load(request, args.duration)
-            bucket.append(result)
+        for name, key, target, request in streams:
+            result = load(target, request, args.duration)
+            buckets[key].append(result)
             segments.append(_segment(f"{name} #{round_no}", result))
-            log(f"[{server.label}] {name:7s} round {round_no}: {_line(result)}")
+            log(f"[{server.label}] {name:14s} round {round_no}: {_line(result)}")
     log(f"[{server.label}] writes: {args.warmup:g} s warm-up, {args.duration:g} s measured")
-    load(write, args.warmup)
-    writes = load(write, args.duration)
+    load(server, write, args.warmup)
+    writes = load(server, write, args.duration)
     segments.append(_segment("write", writes))
-    log(f"[{server.label}] write        : {_line(writes)}")
-    constant_summary = _summary(constant)
-    read_summary = _summary(reads)
-    write_summary = _summary([writes])
+    log(f"[{server.label}] write               : {_line(writes)}")
+    summary = {key: _summary(results) for key, results in buckets.items()}
+    constant, read = summary["constant"], summary["read"]
+    limited_read, bootstrap = summary["read_limited"], summary["read_bootstrap"]
     section: dict[str, Any] = {
         "database": server.database,
-        "constant": constant_summary,
-        "read": read_summary,
-        "write": write_summary,
-        "read_over_constant": read_summary["rps"] / constant_summary["rps"],
-        "read_over_constant_cpu": (
-            constant_summary["server_cpu_us_per_request"]
-            / read_summary["server_cpu_us_per_request"]
-            if constant_summary["server_cpu_us_per_request"]
-            and read_summary["server_cpu_us_per_request"]
+        "machine_scopes": list(machine.machine_scopes),
+        "limits": server.extra.get("limits"),
+        "limits_limited_server": limited.extra.get("limits"),
+        **summary,
+        "write": _summary([writes]),
+        # the headline: a read with the policy check on (machine token, scopes, grants)
+        "read_over_constant": read["rps"] / constant["rps"],
+        "read_over_constant_cpu": _cost_ratio(constant, read),
+        "read_over_constant_by_round": _by_round(buckets["read"], buckets["constant"]),
+        "read_bootstrap_over_constant": bootstrap["rps"] / constant["rps"],
+        "read_bootstrap_over_constant_cpu": _cost_ratio(constant, bootstrap),
+        "read_bootstrap_over_constant_by_round": _by_round(
+            buckets["read_bootstrap"], buckets["constant"]
+        ),
+        "read_limited_over_constant": limited_read["rps"] / constant["rps"],
+        # the limiter's cost: the same read with the limits on over the read with them off
+        "limiter_ratio": limited_read["rps"] / read["rps"],
+        "limiter_ratio_cpu": _cost_ratio(read, limited_read),
+        "limiter_ratio_by_round": _by_round(buckets["read_limited"], buckets["read"]),
+        "limiter_cpu_us_per_request": (
+            limited_read["server_cpu_us_per_request"] - read["server_cpu_us_per_request"]
+            if limited_read["server_cpu_us_per_request"] and read["server_cpu_us_per_request"]
             else None
         ),
-        "read_over_constant_by_round": [
-            round(r.rps / c.rps, 3) for c, r in zip(constant, reads, strict=True)
-        ],
-        "write_over_constant": write_summary["rps"] / constant_summary["rps"],
+        "write_over_constant": _summary([writes])["rps"] / constant["rps"],
         "segments": segments,
     }
+    section["flood"] = bench_flood(server, machine, path, args, tool)
     if cli:
         section["cli"] = bench_cli(server, args)
     return section
+
+
+def _by_round(numerator: list[LoadResult], denominator: list[LoadResult]) -> list[float]:
+    return [round(n.rps / d.rps, 3) for n, d in zip(numerator, denominator, strict=True)]
+
+
+def bench_flood(
+    server: ServerHandle,
+    machine: Identities,
+    path: str,
+    args: argparse.Namespace,
+    tool: str,
+) -> dict[str, Any]:
+    """Machine-token reads on a few connections: alone, then while a bounded login flood runs
+    against the same server, then alone again (to see drift), after a warm-up of reads and a
+    few logins. With wrk the read window of the
+    middle segment is exactly the flood's (wrk is stopped when the last login answer is in); the
+    Python generator cannot be stopped, so there the flood is cut at ``flood_seconds``.
+    Returns the three segments, the flood's own figures, and the share of the read window the
+    flood covered."""
+    read = Request("GET", path, headers=machine.machine_auth())
+    seconds, connections = args.flood_seconds, args.flood_connections
+    flood_cap = args.flood_max_seconds if tool == "wrk" else seconds
+
+    def load(window: float, stop: threading.Event | None = None) -> LoadResult:
+        return measure(server, read, window, connections, args, tool, stop)
+
+    log(
+        f"[{server.label}] login flood: {2 * args.flood_clients} logins and {args.warmup:g} s of "
+        f"reads to warm up; reads on {connections} connections, {seconds:g} s alone, then with "
+        f"at most {args.flood_attempts} logins from {args.flood_clients} clients (at most "
+        f"{flood_cap:g} s), then {seconds:g} s alone again"
+    )
+    # warm-up: reads, and a few logins (thread-pool threads, database connections, the
+    # login path's statements); not counted
+    warm = login_flood(
+        server.base_url,
+        machine.email,
+        machine.password,
+        attempts=2 * args.flood_clients,
+        clients=args.flood_clients,
+        seconds=flood_cap,
+    )
+    load(args.warmup)
+    alone = load(seconds)
+    log(f"[{server.label}] reads alone         : {_line(alone)}")
+    flood: list[FloodResult] = []
+    done = threading.Event()
+
+    def run_flood() -> None:
+        try:
+            flood.append(
+                login_flood(
+                    server.base_url,
+                    machine.email,
+                    machine.password,
+                    attempts=args.flood_attempts,
+                    clients=args.flood_clients,
+                    seconds=flood_cap,
+                )
+            )
+        finally:
+            done.set()
+
+    flooder = threading.Thread(target=run_flood)
+    window_start = time.monotonic()
+    flooder.start()
+    during = load(flood_cap, done if tool == "wrk" else None)
+    flooder.join()
+    if not flood:
+        raise RuntimeError("the login flood failed (see the traceback above)")
+    logins = flood[0]
+    window_end = window_start + during.duration_s
+    covered = max(0.0, min(logins.finished, window_end) - max(logins.started, window_start))
+    log(f"[{server.label}] reads + login flood : {_line(during)}")
+    log(
+        f"[{server.label}] login flood         : {logins.attempts} attempts in "
+        f"{logins.seconds:.1f} s ({logins.per_second:.1f}/s), statuses {logins.statuses}, "
+        f"login p50 {logins.p50_ms:.0f} ms p99 {logins.p99_ms:.0f} ms"
+    )
+    after = load(seconds)
+    log(f"[{server.label}] reads alone, after  : {_line(after)}")
+    return {
+        "connections": connections,
+        "seconds": seconds,
+        "alone": _segment("flood: reads alone", alone),
+        "during": _segment("flood: reads + login flood", during),
+        "after": _segment("flood: reads alone, after", after),
+        "logins": logins.as_dict(),
+        "warm_up_logins": warm.as_dict(),
+        "coverage": covered / during.duration_s if during.duration_s else 0.0,
+        "p99_ratio": during.p99_ms / alone.p99_ms if alone.p99_ms else float("inf"),
+        "p50_ratio": during.p50_ms / alone.p50_ms if alone.p50_ms else float("inf"),
+        "rps_ratio": during.rps / alone.rps if alone.rps else 0.0,
+    }
 
 
 def bench_cli(server: ServerHandle, args: argparse.Namespace) -> dict[str, Any]:
@@ -292,7 +507,9 @@ def _server_rows(label: str, s: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, key, ratio in (
         ("GET /healthz (constant)", "constant", None),
-        ("GET secret (auth+decrypt+audit)", "read", s["read_over_constant"]),
+        ("GET secret, machine token (policy)", "read", s["read_over_constant"]),
+        ("GET secret, bootstrap token", "read_bootstrap", s["read_bootstrap_over_constant"]),
+        ("GET secret, machine, limits on", "read_limited", s["read_limited_over_constant"]),
         ("PUT secret (new version)", "write", s["write_over_constant"]),
     ):
         figures = s[key]
@@ -304,7 +521,7 @@ def _server_rows(label: str, s: dict[str, Any]) -> list[list[str]]:
                 f"{figures['rps']:.0f}",
                 f"{figures['p50_ms']:.2f}",
                 f"{figures['p99_ms']:.2f}",
-                "1.00" if ratio is None else f"{ratio:.2f}",
+                "1.00" if ratio is None else f"{ratio:.3f}",
                 "?" if cost is None else f"{cost:.0f}",
                 "?" if share is None else f"{share:.0f}%",
                 str(figures["errors"]),
@@ -313,24 +530,78 @@ def _server_rows(label: str, s: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _flood_rows(label: str, flood: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, key in (
+        ("reads alone", "alone"),
+        ("reads + login flood", "during"),
+        ("reads alone, after", "after"),
+    ):
+        seg = flood[key]
+        share = seg["server_cpu_percent"]
+        rows.append(
+            [
+                f"{label}: {name}",
+                f"{seg['rps']:.0f}",
+                f"{seg['p50_ms']:.2f}",
+                f"{seg['p99_ms']:.2f}",
+                f"{seg['max_ms']:.2f}",
+                "?" if share is None else f"{share:.0f}%",
+                str(seg["errors"]),
+            ]
+        )
+    return rows
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "?" if value is None else format(value, spec)
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, each with the measured figure and PASS/FAIL."""
+    """The issue's targets (and the earlier ones), each with the measured figure and
+    PASS/FAIL."""
     out = []
     for label in ("sqlite", "postgresql"):
         section = results.get(label)
         if not section or "read_over_constant" not in section:
             continue
         ratio = section["read_over_constant"]
-        cpu_ratio = section["read_over_constant_cpu"]
-        cpu_note = "" if cpu_ratio is None else f"; by server CPU per request {cpu_ratio:.1%}"
+        cpu_note = f"; by server CPU per request {_fmt(section['read_over_constant_cpu'], '.1%')}"
+        measured = (
+            f"{ratio:.1%} ({section['read']['rps']:.0f} vs "
+            f"{section['constant']['rps']:.0f} req/s{cpu_note})"
+        )
+        floor = (1 - ALLOWED_DROP) * PREVIOUS_RATIO[label]
         out.append(
             {
-                "target": f"reads >= {READ_TARGET_RATIO:.0%} of the constant endpoint ({label})",
-                "measured": f"{ratio:.1%} ({section['read']['rps']:.0f} vs "
-                f"{section['constant']['rps']:.0f} req/s{cpu_note})",
+                "target": f"policy reads (machine token) >= {floor:.2%} of the constant endpoint "
+                f"({label}: at most {ALLOWED_DROP:.0%} under the {PREVIOUS_RATIO[label]:.1%} "
+                "recorded before the policy check)",
+                "measured": measured,
+                "pass": ratio >= floor,
+            }
+        )
+        out.append(
+            {
+                "target": f"policy reads >= {READ_TARGET_RATIO:.0%} of the constant endpoint "
+                f"({label}; the earlier target)",
+                "measured": f"{ratio:.1%}",
                 "pass": ratio >= READ_TARGET_RATIO,
             }
         )
+        flood = section.get("flood")
+        if flood:
+            logins = flood["logins"]
+            out.append(
+                {
+                    "target": f"read p99 under a login flood <= {FLOOD_P99_LIMIT:g}x the p99 "
+                    f"without it ({label})",
+                    "measured": f"{flood['p99_ratio']:.2f}x ({flood['during']['p99_ms']:.2f} vs "
+                    f"{flood['alone']['p99_ms']:.2f} ms; {logins['attempts']} logins at "
+                    f"{logins['per_second']:.1f}/s)",
+                    "pass": flood["p99_ratio"] <= FLOOD_P99_LIMIT,
+                }
+            )
     cli = results.get("sqlite", {}).get("cli")
     if cli:
         median = cli["run"]["median_ms"]
@@ -345,6 +616,34 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _ratio_lines(label: str, section: dict[str, Any]) -> list[str]:
+    limiter_us = section["limiter_cpu_us_per_request"]
+    return [
+        f"{label}: policy read/constant by round {section['read_over_constant_by_round']}, "
+        f"by CPU per request {_fmt(section['read_over_constant_cpu'], '.3f')}; "
+        f"bootstrap read/constant by round {section['read_bootstrap_over_constant_by_round']}, "
+        f"by CPU {_fmt(section['read_bootstrap_over_constant_cpu'], '.3f')}; "
+        f"constant req/s by round {section['constant']['rounds_rps']}",
+        f"{label}: rate limiter: read with limits on / off {section['limiter_ratio']:.3f} "
+        f"(by round {section['limiter_ratio_by_round']}; by CPU per request "
+        f"{_fmt(section['limiter_ratio_cpu'], '.3f')}, "
+        f"{_fmt(limiter_us, '+.0f')} us per request)",
+    ]
+
+
+def _flood_line(label: str, flood: dict[str, Any]) -> str:
+    logins = flood["logins"]
+    return (
+        f"{label}: login flood: {logins['attempts']} attempts ({logins['succeeded']} accepted, "
+        f"{logins['refused']} wrong password, {logins['errors']} other) from "
+        f"{logins['clients']} clients in {logins['seconds']:.1f} s = "
+        f"{logins['per_second']:.1f} logins/s; login p50 {logins['p50_ms']:.0f} ms, "
+        f"p99 {logins['p99_ms']:.0f} ms; flood covered {flood['coverage']:.0%} of the read "
+        f"window; read p99 with/without {flood['p99_ratio']:.2f}x, p50 "
+        f"{flood['p50_ratio']:.2f}x, req/s {flood['rps_ratio']:.2f}x"
+    )
+
+
 def report(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
@@ -356,25 +655,45 @@ def report(results: dict[str, Any]) -> str:
         f"{meta['rounds']} interleaved rounds",
         f"pinning: {meta['pinning']}",
         f"load average before/after: {meta['loadavg_before']} / {meta['loadavg_after']}",
+        "rate limits: off on the benchmark server; the `limits on` row is a second server with "
+        f"COFFER_RATE_LIMIT_IP={LIMITS_HIGH['COFFER_RATE_LIMIT_IP']}, "
+        f"COFFER_RATE_LIMIT_IDENTITY={LIMITS_HIGH['COFFER_RATE_LIMIT_IDENTITY']}",
         "",
     ]
     rows: list[list[str]] = []
+    flood_rows: list[list[str]] = []
     for label in ("sqlite", "postgresql"):
         section = results.get(label)
         if section and "read" in section:
             rows += _server_rows(label, section)
+            if section.get("flood"):
+                flood_rows += _flood_rows(label, section["flood"])
     header = ["endpoint", "req/s", "p50 ms", "p99 ms", "x const", "CPU us/req", "srv CPU", "errors"]
     lines.append(_table(header, rows))
     for label in ("sqlite", "postgresql"):
         section = results.get(label)
         if section and "read_over_constant_by_round" in section:
-            cpu_ratio = section["read_over_constant_cpu"]
-            lines.append(
-                f"{label}: read/constant by round {section['read_over_constant_by_round']}; "
-                f"constant req/s by round {section['constant']['rounds_rps']}; "
-                "server CPU per request, constant/read: "
-                + ("?" if cpu_ratio is None else f"{cpu_ratio:.2f}")
+            lines += _ratio_lines(label, section)
+    if flood_rows:
+        lines.append("")
+        lines.append(
+            _table(
+                [
+                    f"machine-token reads, {meta['flood_connections']} connections",
+                    "req/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "max ms",
+                    "srv CPU",
+                    "errors",
+                ],
+                flood_rows,
             )
+        )
+        for label in ("sqlite", "postgresql"):
+            flood = results.get(label, {}).get("flood")
+            if flood:
+                lines.append(_flood_line(label, flood))
     pg = results.get("postgresql")
     if pg and "skipped" in pg:
         lines.append(f"postgresql: skipped ({pg['skipped']})")
@@ -413,6 +732,24 @@ def report(results: dict[str, Any]) -> str:
             + ", ".join(starved)
             + ": other load on the machine; rates are low there, CPU us/req still holds"
         )
+    for label in ("sqlite", "postgresql"):
+        flood = results.get(label, {}).get("flood")
+        # SQLite reads keep the server's core busy (about 95% on a quiet machine); on
+        # PostgreSQL the server waits for the database, so no such check there
+        shares = (
+            [flood[k]["server_cpu_percent"] or 100 for k in ("alone", "after")] if flood else []
+        )
+        if label == "sqlite" and shares and min(shares) < 85:
+            lines.append(
+                f"  NOTE: {label}: the server got under 85% of its core while reading without "
+                "the flood (other load on the machine): the p99 without the flood is inflated "
+                "and the flood ratio flattered"
+            )
+        if flood and flood["coverage"] < 0.9:
+            lines.append(
+                f"  NOTE: {label}: the login flood covered only {flood['coverage']:.0%} of the "
+                "read window (it ran out of attempts); the p99 under the flood is diluted"
+            )
     if any(results.get(k, {}).get("errors_seen") for k in ("sqlite", "postgresql")):
         lines.append("  WARNING: some requests failed; the figures above are not valid")
     return "\n".join(lines)
@@ -425,10 +762,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per segment")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up")
-    parser.add_argument("--rounds", type=int, default=4, help="healthz/read pairs")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of the interleaved streams")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads / client processes")
     parser.add_argument("--cli-runs", type=int, default=15)
+    parser.add_argument(
+        "--flood-attempts", type=int, default=200, help="login attempts in the flood, at most"
+    )
+    parser.add_argument("--flood-clients", type=int, default=8, help="concurrent login clients")
+    parser.add_argument(
+        "--flood-connections", type=int, default=4, help="read connections in the flood segment"
+    )
+    parser.add_argument(
+        "--flood-seconds", type=float, default=8.0, help="seconds of reads without the flood"
+    )
+    parser.add_argument(
+        "--flood-max-seconds", type=float, default=40.0, help="the flood stops by then at most"
+    )
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client")
     parser.add_argument("--quick", action="store_true", help="short segments, for trying it out")
@@ -436,7 +786,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.rounds, args.cli_runs = 2.0, 1.0, 1, 5
+        args.flood_attempts, args.flood_seconds, args.flood_max_seconds = 40, 2.0, 10.0
     return args
+
+
+@contextlib.contextmanager
+def _servers(
+    label: str, plan: CpuPlan, admin_url: str | None
+) -> Iterator[tuple[ServerHandle, ServerHandle]]:
+    """The benchmark server (limits off) and the limiter's server (limits on, high), on the
+    embedded SQLite or, with ``admin_url``, each in a fresh PostgreSQL schema."""
+    with contextlib.ExitStack() as stack:
+        urls: list[str | None] = [None, None]
+        if admin_url:
+            urls = [stack.enter_context(postgres_schema(admin_url)) for _ in range(2)]
+        server = stack.enter_context(running_server(label, plan, database_url=urls[0]))
+        limited = stack.enter_context(
+            running_server(f"{label}-limits", plan, database_url=urls[1], limits=LIMITS_HIGH)
+        )
+        yield server, limited
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,6 +827,13 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "rounds": args.rounds,
+            "flood_attempts": args.flood_attempts,
+            "flood_clients": args.flood_clients,
+            "flood_connections": args.flood_connections,
+            "flood_seconds": args.flood_seconds,
+            "flood_max_seconds": args.flood_max_seconds,
+            "limits_off": LIMITS_OFF,
+            "limits_high": LIMITS_HIGH,
             "pinning": plan.describe(),
             "loadavg_before": _loadavg(),
         }
@@ -466,17 +841,14 @@ def main(argv: list[str] | None = None) -> int:
     if tool == "python":
         log("wrk not found (or --loadgen python): using the Python load generator")
 
-    with running_server("sqlite", plan) as server:
-        results["sqlite"] = bench_server(server, args, tool, cli=True)
+    with _servers("sqlite", plan, None) as (server, limited):
+        results["sqlite"] = bench_server(server, limited, args, tool, cli=True)
 
     pg_url = os.environ.get("COFFER_BENCH_POSTGRES_URL")
     if pg_url:
         try:
-            with (
-                postgres_schema(pg_url) as schema_url,
-                running_server("postgresql", plan, database_url=schema_url) as server,
-            ):
-                results["postgresql"] = bench_server(server, args, tool, cli=False)
+            with _servers("postgresql", plan, pg_url) as (server, limited):
+                results["postgresql"] = bench_server(server, limited, args, tool, cli=False)
         except Exception as exc:  # noqa: BLE001 - an optional section reports why it failed
             log(f"[postgresql] failed: {exc}")
             results["postgresql"] = {"skipped": f"failed: {exc}"}
@@ -488,8 +860,13 @@ def main(argv: list[str] | None = None) -> int:
     for label in ("sqlite", "postgresql"):
         section = results[label]
         if "read" in section:
-            section["errors_seen"] = any(
-                section[k]["errors"] for k in ("constant", "read", "write")
+            section["errors_seen"] = (
+                any(
+                    section[k]["errors"]
+                    for k in ("constant", "read", "read_bootstrap", "read_limited", "write")
+                )
+                or any(section["flood"][k]["errors"] for k in ("alone", "during", "after"))
+                or bool(section["flood"]["logins"]["errors"])
             )
     results["meta"]["loadavg_after"] = _loadavg()
     results["meta"]["elapsed_s"] = round(time.monotonic() - started, 1)

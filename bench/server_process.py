@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,25 @@ import httpx
 
 BIN = Path(sys.executable).parent
 COFFER = BIN / "coffer"
+
+# Rate limits of a benchmark server. Every rule is off by default: a benchmark sends thousands
+# of requests a second from one address and one identity, far past any production limit
+# (6000/minute per address, 3000/minute per identity by default), and the login flood must
+# really hash every attempt instead of being refused by the per-address or per-account limit.
+# The limiter's own cost is measured separately, on a server with LIMITS_HIGH.
+LIMITS_OFF: dict[str, str] = {
+    "COFFER_RATE_LIMIT_IP": "off",
+    "COFFER_RATE_LIMIT_IDENTITY": "off",
+    "COFFER_LOGIN_RATE_LIMIT": "off",
+    "COFFER_LOGIN_FAILURE_LIMIT": "off",
+}
+# The API limits on, counting every request as in production, but set so high that the
+# benchmark never reaches them: the difference to LIMITS_OFF is the limiter's bookkeeping.
+LIMITS_HIGH: dict[str, str] = {
+    **LIMITS_OFF,
+    "COFFER_RATE_LIMIT_IP": "100000000/minute",
+    "COFFER_RATE_LIMIT_IDENTITY": "100000000/minute",
+}
 
 
 @dataclass(frozen=True)
@@ -137,14 +156,16 @@ def running_server(
     plan: CpuPlan,
     *,
     database_url: str | None = None,
+    limits: Mapping[str, str] = LIMITS_OFF,
     startup_timeout: float = 30.0,
 ) -> Iterator[ServerHandle]:
     """Initialises a vault in a temporary directory (on ``database_url`` when given, else the
     embedded SQLite file), starts one ``coffer server`` pinned to the server's core with the
-    access log off, yields its handle and stops it afterwards."""
+    access log off and the rate limits ``limits`` (all off by default), yields its handle and
+    stops it afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="coffer-bench-"))
     vault = workdir / "vault"
-    extra = {"COFFER_ACCESS_LOG": "false", "COFFER_LOG_LEVEL": "warning"}
+    extra = {"COFFER_ACCESS_LOG": "false", "COFFER_LOG_LEVEL": "warning", **limits}
     if database_url:
         extra["COFFER_DATABASE_URL"] = database_url
     env = base_env(**extra)
@@ -182,7 +203,7 @@ def running_server(
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_pin,  # this script starts no threads, so preexec_fn is safe
+            preexec_fn=_pin,  # safe: no other thread of the runner runs meanwhile
         )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -194,6 +215,7 @@ def running_server(
             pid=proc.pid,
             directory=vault,
             database="postgresql" if database_url else "sqlite",
+            extra={"limits": dict(limits)},
         )
     finally:
         proc.terminate()
@@ -222,6 +244,89 @@ def seed(server: ServerHandle, project: str, environment: str, values: dict[str,
         response.raise_for_status()
         if response.json().get("value") != values[first]:
             raise RuntimeError("the seeded secret did not read back")
+
+
+@dataclass(frozen=True)
+class Identities:
+    """The non-bootstrap callers a benchmark uses: a machine token whose machine reaches the
+    read path only through its grants, and a person who can log in with a password."""
+
+    machine: str
+    machine_token: str
+    machine_scopes: tuple[str, ...]
+    email: str
+    password: str = field(repr=False)
+
+    def machine_auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.machine_token}"}
+
+
+def seed_identities(
+    server: ServerHandle,
+    project: str,
+    environment: str,
+    key: str,
+    *,
+    machine: str = "bench-deployer",
+    email: str = "bench.user@example.test",
+    password: str | None = None,
+) -> Identities:
+    """Creates, with the bootstrap token, what a realistic caller looks like: a second project,
+    a machine identity with scopes (read on ``project:environment``, read on another of the
+    project's environments, read on the second project) plus an expiring ``none`` grant on a
+    third environment, and a token for it; and an admin account (invitation, then acceptance
+    with a password). Checks that the machine token reads ``key`` in ``environment`` and is
+    refused elsewhere, and that the account logs in (with ``password``, by default a random
+    one)."""
+    password = password or secrets.token_urlsafe(18)
+    others = [e for e in ("staging", "production") if e != environment]
+    scopes = (
+        f"{project}:{environment}:read",
+        f"{project}:{others[0]}:read",
+        "bench-shared:read",
+    )
+    with httpx.Client(base_url=server.base_url, headers=server.auth(), timeout=30.0) as client:
+        client.post("/api/v1/projects", json={"name": "bench-shared"}).raise_for_status()
+        client.post(
+            "/api/v1/machines", json={"name": machine, "scopes": list(scopes)}
+        ).raise_for_status()
+        client.post(
+            "/api/v1/grants",
+            json={"machine": machine, "scope": f"{project}:{others[1]}:none", "expires_in": "30d"},
+        ).raise_for_status()
+        issued = client.post(f"/api/v1/machines/{quote(machine)}/tokens", json={"name": "bench"})
+        issued.raise_for_status()
+        invitation = client.post("/api/v1/members/invite", json={"email": email, "role": "admin"})
+        invitation.raise_for_status()
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as anonymous:
+        anonymous.post(
+            "/api/v1/invitations/accept",
+            json={"token": invitation.json()["token"], "password": password},
+        ).raise_for_status()
+    identities = Identities(
+        machine=machine,
+        machine_token=issued.json()["token"],
+        machine_scopes=(*scopes, f"{project}:{others[1]}:none (grant, expires in 30d)"),
+        email=email,
+        password=password,
+    )
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as anonymous:
+        # the machine reads where its scope says, and nowhere else
+        allowed = anonymous.get(
+            server.secret_path(project, environment, key),
+            headers=identities.machine_auth(),
+        )
+        denied = anonymous.get(
+            server.secret_path(project, others[1], key),
+            headers=identities.machine_auth(),
+        )
+        login = anonymous.post("/api/v1/auth/login", json={"email": email, "password": password})
+    if allowed.status_code != 200 or denied.status_code != 403 or login.status_code != 200:
+        raise RuntimeError(
+            f"identity set-up check failed: machine read {allowed.status_code} (want 200), "
+            f"outside its grants {denied.status_code} (want 403), login {login.status_code}"
+        )
+    return identities
 
 
 @contextlib.contextmanager
