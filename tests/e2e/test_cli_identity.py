@@ -659,7 +659,7 @@ def test_members_and_the_organization_are_administered_from_the_cli(
 
         # Ownership moves; the old owner becomes an admin and can no longer delete the org.
         moved = ok(owner("members", "transfer", email, "--yes"))
-        assert moved == f"{email} is now the owner; you are an admin\n"
+        assert moved == f"{email} is now the owner (the previous owner is an admin)\n"
         demoted, not_owner, wrong_name = together(
             lambda: owner("whoami"),
             lambda: owner("org", "delete", "--confirm", "default"),

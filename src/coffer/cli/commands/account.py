@@ -66,7 +66,7 @@ def login(
         email = typer.prompt("E-mail")
     with anonymous_api(addr) as client:
         if token is not None:
-            _login_with_token(client, token, as_json)
+            _login_with_token(client.addr, token, as_json)
             return
         assert email is not None
         body: dict[str, Any] = {
@@ -112,8 +112,8 @@ def _save_and_report(addr: str, data: Any, as_json: bool) -> None:
     )
 
 
-def _login_with_token(anonymous: ApiClient, token: str, as_json: bool) -> None:
-    """Checks the token with the server and saves it."""
+def _login_with_token(addr: str, token: str, as_json: bool) -> None:
+    """Checks the token with the server at ``addr`` and saves both."""
     from dataclasses import replace
 
     from coffer.cli.client import ApiClient
@@ -121,7 +121,7 @@ def _login_with_token(anonymous: ApiClient, token: str, as_json: bool) -> None:
 
     if token == "-":
         token = read_stdin_lines(1, field="token")[0].strip()
-    settings = replace(load_client_settings(), addr=anonymous.addr, token=token)
+    settings = replace(load_client_settings(), addr=addr, token=token)
     with ApiClient(settings) as client:
         who = client.get_json("/api/v1/whoami")
     path = save_client_settings(settings)

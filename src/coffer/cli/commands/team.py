@@ -104,12 +104,12 @@ def remove(email: EmailArg, yes: YesOpt = False, as_json: JsonOpt = False) -> No
 @members_app.command("transfer")
 @handle_errors
 def transfer(email: EmailArg, yes: YesOpt = False, as_json: JsonOpt = False) -> None:
-    """Make a member the owner; you become an admin (owner only)."""
-    if not yes and not typer.confirm(f"Make {email} the owner? You will become an admin."):
+    """Make a member the owner; the previous owner becomes an admin (owner only)."""
+    if not yes and not typer.confirm(f"Make {email} the owner (the owner becomes an admin)?"):
         raise typer.Exit(1)
     with api() as client:
         data = client.send_json("POST", "/api/v1/members/transfer-ownership", {"email": email})
-    emit(data, as_json, f"{data['owner']} is now the owner; you are an admin")
+    emit(data, as_json, f"{data['owner']} is now the owner (the previous owner is an admin)")
 
 
 @org_app.command("show")

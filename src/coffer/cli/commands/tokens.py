@@ -36,7 +36,6 @@ def token_rows(tokens: list[dict[str, Any]], *, with_identity: bool) -> list[tup
                 t["kind"],
                 t["name"],
                 *identity,
-                short_time(t["created_at"]),
                 short_time(t["expires_at"], "never"),
                 short_time(t["last_used_at"]),
             )
@@ -46,7 +45,7 @@ def token_rows(tokens: list[dict[str, Any]], *, with_identity: bool) -> list[tup
 
 def _columns(with_identity: bool) -> tuple[str, ...]:
     identity = ("identity",) if with_identity else ()
-    return ("", "id", "kind", "name", *identity, "created", "expires", "last used")
+    return ("", "id", "kind", "name", *identity, "expires", "last used")
 
 
 def issued_banner(what: str, data: dict[str, Any], hint: str) -> str:
