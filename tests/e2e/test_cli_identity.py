@@ -575,7 +575,8 @@ def test_every_listing_speaks_json_and_tables_keep_ids_whole(org: Org) -> None:
     table shows ids and scopes whole, ready to copy."""
     owner, p = org.owner, unique_name("listed")
     ok(owner("projects", "create", p))
-    ok(owner("machines", "create", unique_name("lister"), "--scope", f"{p}:read"))
+    lister = unique_name("lister")
+    ok(owner("machines", "create", lister, "--scope", f"{p}:read"))
     results = owner.many(
         ("whoami", "--json"),
         ("tokens", "list", "--json"),
@@ -602,6 +603,17 @@ def test_every_listing_speaks_json_and_tables_keep_ids_whole(org: Org) -> None:
     row = next(line for line in table.splitlines() if grant["id"] in line)
     assert f"{p}:read" in row
     assert shown["name"] == "default" and shown["require_mfa"] is False
+
+    other_grant = ok_json(
+        owner("grants", "add", "--machine", lister, "--scope", f"{p}:{DEV}:write", "--json")
+    )
+    revoked, deleted = owner.many(
+        ("grants", "revoke", other_grant["id"]), ("machines", "delete", lister, "--yes", "--json")
+    )
+    assert ok(revoked) == f"Revoked grant {other_grant['id']}\n"
+    assert ok_json(deleted) == {"deleted": True, "name": lister, "tokens_revoked": 0}
+    remaining = ok_json(owner("grants", "list", "--json"))["grants"]
+    assert all(g["identity"] != lister for g in remaining)
 
 
 # --- administration --------------------------------------------------------------------------
