@@ -163,3 +163,14 @@ def test_bad_trusted_proxy_setting_is_a_config_error() -> None:
     """A proxy entry that is not an address or network is refused, naming the variable."""
     with pytest.raises(ConfigError, match="COFFER_TRUSTED_PROXIES"):
         parse_trusted_proxies(["proxy.example"])
+
+
+def test_forwarded_proto_from_a_trusted_proxy_makes_cookies_secure(vault: Vault) -> None:
+    """Behind a TLS-terminating trusted proxy, HSTS is sent; an untrusted peer's claim is
+    ignored."""
+    for client in _client(vault, vault.settings, trusted_proxies=("10.0.0.0/8",)):
+        proxied = client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+        assert "strict-transport-security" in proxied.headers
+    for client in _client(vault, vault.settings, trusted_proxies=("192.0.2.0/24",)):
+        spoofed = client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+        assert "strict-transport-security" not in spoofed.headers

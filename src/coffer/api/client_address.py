@@ -54,7 +54,9 @@ def real_client(peer: str, forwarded_for: str | None, networks: tuple[Network, .
 
 
 class TrustedProxyMiddleware:
-    """Rewrites ``scope["client"]`` from ``X-Forwarded-For`` sent by a trusted proxy."""
+    """Rewrites ``scope["client"]`` from ``X-Forwarded-For`` and ``scope["scheme"]`` from
+    ``X-Forwarded-Proto`` when a trusted proxy sent them (so cookies are ``Secure`` and HSTS
+    is sent behind a TLS-terminating proxy)."""
 
     def __init__(self, app: ASGIApp, networks: tuple[Network, ...]) -> None:
         self.app = app
@@ -62,12 +64,23 @@ class TrustedProxyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
-        if self.networks and scope["type"] == "http" and client:
-            forwarded = None
+        if (
+            self.networks
+            and scope["type"] == "http"
+            and client
+            and _trusted(client[0], self.networks)
+        ):
+            forwarded, proto = None, None
             for name, value in scope["headers"]:
                 if name == b"x-forwarded-for":
                     forwarded = value.decode("latin-1")
+                elif name == b"x-forwarded-proto":
+                    proto = value.decode("latin-1").strip().lower()
+            changes: dict[str, object] = {}
             if forwarded is not None:
-                address = real_client(client[0], forwarded, self.networks)
-                scope = {**scope, "client": (address, client[1])}
+                changes["client"] = (real_client(client[0], forwarded, self.networks), client[1])
+            if proto in ("http", "https"):
+                changes["scheme"] = proto
+            if changes:
+                scope = {**scope, **changes}
         await self.app(scope, receive, send)
