@@ -368,10 +368,11 @@ def bench_flood(
     tool: str,
 ) -> dict[str, Any]:
     """Machine-token reads on a few connections: alone, then while a bounded login flood runs
-    against the same server, then alone again (to see drift), after a warm-up of reads and a
-    few logins. With wrk the read window of the
-    middle segment is exactly the flood's (wrk is stopped when the last login answer is in); the
-    Python generator cannot be stopped, so there the flood is cut at ``flood_seconds``.
+    against the same server, then alone again, after a warm-up of reads and a few logins. The
+    figures without the flood are the better of the two segments around it. With wrk the read
+    window of the middle segment is exactly the flood's (wrk is stopped when the last login
+    answer is in); the Python generator cannot be stopped, so there the flood is cut at
+    ``flood_seconds``.
     Returns the three segments, the flood's own figures, and the share of the read window the
     flood covered."""
     read = Request("GET", path, headers=machine.machine_auth())
@@ -436,6 +437,9 @@ def bench_flood(
     )
     after = load(seconds)
     log(f"[{server.label}] reads alone, after  : {_line(after)}")
+    quiet_p99 = min(alone.p99_ms, after.p99_ms)
+    quiet_p50 = min(alone.p50_ms, after.p50_ms)
+    quiet_rps = max(alone.rps, after.rps)
     return {
         "connections": connections,
         "seconds": seconds,
@@ -445,9 +449,12 @@ def bench_flood(
         "logins": logins.as_dict(),
         "warm_up_logins": warm.as_dict(),
         "coverage": covered / during.duration_s if during.duration_s else 0.0,
-        "p99_ratio": during.p99_ms / alone.p99_ms if alone.p99_ms else float("inf"),
-        "p50_ratio": during.p50_ms / alone.p50_ms if alone.p50_ms else float("inf"),
-        "rps_ratio": during.rps / alone.rps if alone.rps else 0.0,
+        # Without the flood: the better of the segments before and after it, so that other
+        # load on the machine during one of them cannot make the flood look harmless.
+        "p99_without_ms": quiet_p99,
+        "p99_ratio": during.p99_ms / quiet_p99 if quiet_p99 else float("inf"),
+        "p50_ratio": during.p50_ms / quiet_p50 if quiet_p50 else float("inf"),
+        "rps_ratio": during.rps / quiet_rps if quiet_rps else 0.0,
     }
 
 
@@ -597,7 +604,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "target": f"read p99 under a login flood <= {FLOOD_P99_LIMIT:g}x the p99 "
                     f"without it ({label})",
                     "measured": f"{flood['p99_ratio']:.2f}x ({flood['during']['p99_ms']:.2f} vs "
-                    f"{flood['alone']['p99_ms']:.2f} ms; {logins['attempts']} logins at "
+                    f"{flood['p99_without_ms']:.2f} ms; {logins['attempts']} logins at "
                     f"{logins['per_second']:.1f}/s)",
                     "pass": flood["p99_ratio"] <= FLOOD_P99_LIMIT,
                 }
@@ -639,7 +646,8 @@ def _flood_line(label: str, flood: dict[str, Any]) -> str:
         f"{logins['clients']} clients in {logins['seconds']:.1f} s = "
         f"{logins['per_second']:.1f} logins/s; login p50 {logins['p50_ms']:.0f} ms, "
         f"p99 {logins['p99_ms']:.0f} ms; flood covered {flood['coverage']:.0%} of the read "
-        f"window; read p99 with/without {flood['p99_ratio']:.2f}x, p50 "
+        f"window; read with/without the flood (without: the better of before and after) p99 "
+        f"{flood['p99_ratio']:.2f}x, p50 "
         f"{flood['p50_ratio']:.2f}x, req/s {flood['rps_ratio']:.2f}x"
     )
 
@@ -739,11 +747,11 @@ def report(results: dict[str, Any]) -> str:
         shares = (
             [flood[k]["server_cpu_percent"] or 100 for k in ("alone", "after")] if flood else []
         )
-        if label == "sqlite" and shares and min(shares) < 85:
+        if label == "sqlite" and shares and max(shares) < 85:
             lines.append(
-                f"  NOTE: {label}: the server got under 85% of its core while reading without "
-                "the flood (other load on the machine): the p99 without the flood is inflated "
-                "and the flood ratio flattered"
+                f"  NOTE: {label}: the server got under 85% of its core in both segments "
+                "without the flood (other load on the machine): the p99 without the flood is "
+                "inflated and the flood ratio flattered"
             )
         if flood and flood["coverage"] < 0.9:
             lines.append(
