@@ -63,6 +63,7 @@ from server_process import (
     pin_self,
     postgres_schema,
     process_cpu_seconds,
+    revision_source,
     running_server,
     seed,
     seed_identities,
@@ -100,6 +101,8 @@ STREAM_NAMES = {
     "read": "read-machine",
     "read_bootstrap": "read-bootstrap",
     "read_limited": "read-limits-on",
+    "baseline_constant": "healthz-baseline",
+    "baseline_read": "read-baseline",
 }
 
 
@@ -259,19 +262,21 @@ def bench_server(
     tool: str,
     *,
     cli: bool,
+    baseline: ServerHandle | None = None,
 ) -> dict[str, Any]:
     """Seeds both servers (same data, same kinds of identity), then runs warm-ups, the
     interleaved rounds (constant endpoint, read with the bootstrap token, read with the machine
     token; the machine-token read on ``limited``, whose rate limits are on), the writes, the
     login flood and (when ``cli``) the CLI timing. Everything but the limiter's segment runs
-    against ``server``, whose limits are off."""
+    against ``server``, whose limits are off. With ``baseline`` (a server of an earlier
+    revision), its constant endpoint and its bootstrap-token read join the rounds."""
     identities = {}
     for handle in (server, limited):
         seed(handle, PROJECT, ENVIRONMENT, SECRETS)
         identities[handle.label] = seed_identities(handle, PROJECT, ENVIRONMENT, READ_KEY)
     machine = identities[server.label]
     path = server.secret_path(PROJECT, ENVIRONMENT, READ_KEY)
-    streams = (
+    streams: tuple[tuple[str, str, ServerHandle, Request], ...] = (
         (STREAM_NAMES["constant"], "constant", server, Request("GET", "/healthz")),
         (
             STREAM_NAMES["read"],
@@ -292,6 +297,17 @@ def bench_server(
             Request("GET", path, headers=identities[limited.label].machine_auth()),
         ),
     )
+    if baseline is not None:
+        seed(baseline, PROJECT, ENVIRONMENT, SECRETS)
+        streams += (
+            (STREAM_NAMES["baseline_constant"], "baseline_constant", baseline, streams[0][3]),
+            (
+                STREAM_NAMES["baseline_read"],
+                "baseline_read",
+                baseline,
+                Request("GET", path, headers=baseline.auth()),
+            ),
+        )
     write = Request(
         "PUT",
         server.secret_path(PROJECT, ENVIRONMENT, WRITE_KEY),
@@ -350,6 +366,23 @@ def bench_server(
         "write_over_constant": _summary([writes])["rps"] / constant["rps"],
         "segments": segments,
     }
+    if baseline is not None:
+        old_constant, old_read = summary.pop("baseline_constant"), summary.pop("baseline_read")
+        section.pop("baseline_constant")
+        section.pop("baseline_read")
+        section["baseline"] = {
+            "revision": args.baseline,
+            "constant": old_constant,
+            "read": old_read,
+            "read_over_constant": old_read["rps"] / old_constant["rps"],
+            "read_over_constant_cpu": _cost_ratio(old_constant, old_read),
+            "read_over_constant_by_round": _by_round(
+                buckets["baseline_read"], buckets["baseline_constant"]
+            ),
+            # this revision's policy read against the earlier revision's read, same run
+            "read_rps_ratio": read["rps"] / old_read["rps"],
+            "read_cpu_ratio": _cost_ratio(old_read, read),
+        }
     section["flood"] = bench_flood(server, machine, path, args, tool)
     if cli:
         section["cli"] = bench_cli(server, args)
@@ -596,6 +629,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "pass": ratio >= READ_TARGET_RATIO,
             }
         )
+        old = section.get("baseline")
+        if old:
+            floor = (1 - ALLOWED_DROP) * old["read_over_constant"]
+            out.append(
+                {
+                    "target": f"policy reads >= {floor:.2%} of the constant endpoint ({label}: "
+                    f"at most {ALLOWED_DROP:.0%} under revision {old['revision']}'s "
+                    f"{old['read_over_constant']:.1%} measured in the same run)",
+                    "measured": f"{ratio:.1%}",
+                    "pass": ratio >= floor,
+                }
+            )
         flood = section.get("flood")
         if flood:
             logins = flood["logins"]
@@ -635,6 +680,22 @@ def _ratio_lines(label: str, section: dict[str, Any]) -> list[str]:
         f"(by round {section['limiter_ratio_by_round']}; by CPU per request "
         f"{_fmt(section['limiter_ratio_cpu'], '.3f')}, "
         f"{_fmt(limiter_us, '+.0f')} us per request)",
+        *_baseline_lines(label, section.get("baseline")),
+    ]
+
+
+def _baseline_lines(label: str, old: dict[str, Any] | None) -> list[str]:
+    if not old:
+        return []
+    constant_us = _fmt(old["constant"]["server_cpu_us_per_request"], ".0f")
+    read_us = _fmt(old["read"]["server_cpu_us_per_request"], ".0f")
+    return [
+        f"{label}: revision {old['revision']} (before the policy check), same run: constant "
+        f"{old['constant']['rps']:.0f} req/s ({constant_us} us/req), bootstrap-token read "
+        f"{old['read']['rps']:.0f} req/s ({read_us} us/req), read/constant "
+        f"{old['read_over_constant']:.3f} (by round {old['read_over_constant_by_round']}, by CPU "
+        f"{_fmt(old['read_over_constant_cpu'], '.3f')}); this revision's policy read "
+        f"{old['read_rps_ratio']:.3f}x its req/s, {_fmt(old['read_cpu_ratio'], '.3f')}x by CPU"
     ]
 
 
@@ -787,6 +848,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--flood-max-seconds", type=float, default=40.0, help="the flood stops by then at most"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run a server of git revision REV (its src/, through PYTHONPATH) and "
+        "interleave its constant endpoint and bootstrap-token read with the rounds, e.g. "
+        "57d003e (the last revision before the policy check)",
+    )
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client")
     parser.add_argument("--quick", action="store_true", help="short segments, for trying it out")
@@ -800,19 +868,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 @contextlib.contextmanager
 def _servers(
-    label: str, plan: CpuPlan, admin_url: str | None
-) -> Iterator[tuple[ServerHandle, ServerHandle]]:
-    """The benchmark server (limits off) and the limiter's server (limits on, high), on the
-    embedded SQLite or, with ``admin_url``, each in a fresh PostgreSQL schema."""
+    label: str, plan: CpuPlan, admin_url: str | None, baseline: Path | None
+) -> Iterator[tuple[ServerHandle, ServerHandle, ServerHandle | None]]:
+    """The benchmark server (limits off), the limiter's server (limits on, high) and, with
+    ``baseline`` (another revision's ``src``), a server of that revision; on the embedded
+    SQLite or, with ``admin_url``, each in a fresh PostgreSQL schema."""
     with contextlib.ExitStack() as stack:
-        urls: list[str | None] = [None, None]
+        urls: list[str | None] = [None, None, None]
         if admin_url:
-            urls = [stack.enter_context(postgres_schema(admin_url)) for _ in range(2)]
+            urls = [stack.enter_context(postgres_schema(admin_url)) for _ in range(3)]
         server = stack.enter_context(running_server(label, plan, database_url=urls[0]))
         limited = stack.enter_context(
             running_server(f"{label}-limits", plan, database_url=urls[1], limits=LIMITS_HIGH)
         )
-        yield server, limited
+        old = None
+        if baseline is not None:
+            old = stack.enter_context(
+                running_server(f"{label}-baseline", plan, database_url=urls[2], source=baseline)
+            )
+        yield server, limited, old
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -840,6 +914,7 @@ def main(argv: list[str] | None = None) -> int:
             "flood_connections": args.flood_connections,
             "flood_seconds": args.flood_seconds,
             "flood_max_seconds": args.flood_max_seconds,
+            "baseline": args.baseline,
             "limits_off": LIMITS_OFF,
             "limits_high": LIMITS_HIGH,
             "pinning": plan.describe(),
@@ -849,21 +924,26 @@ def main(argv: list[str] | None = None) -> int:
     if tool == "python":
         log("wrk not found (or --loadgen python): using the Python load generator")
 
-    with _servers("sqlite", plan, None) as (server, limited):
-        results["sqlite"] = bench_server(server, limited, args, tool, cli=True)
-
-    pg_url = os.environ.get("COFFER_BENCH_POSTGRES_URL")
-    if pg_url:
-        try:
-            with _servers("postgresql", plan, pg_url) as (server, limited):
-                results["postgresql"] = bench_server(server, limited, args, tool, cli=False)
-        except Exception as exc:  # noqa: BLE001 - an optional section reports why it failed
-            log(f"[postgresql] failed: {exc}")
-            results["postgresql"] = {"skipped": f"failed: {exc}"}
-    else:
-        results["postgresql"] = {
-            "skipped": "set COFFER_BENCH_POSTGRES_URL=postgresql+psycopg://user@host:port/db"
-        }
+    with contextlib.ExitStack() as stack:
+        baseline_src = (
+            stack.enter_context(revision_source(args.baseline)) if args.baseline else None
+        )
+        with _servers("sqlite", plan, None, baseline_src) as (server, limited, old):
+            results["sqlite"] = bench_server(server, limited, args, tool, cli=True, baseline=old)
+        pg_url = os.environ.get("COFFER_BENCH_POSTGRES_URL")
+        if pg_url:
+            try:
+                with _servers("postgresql", plan, pg_url, baseline_src) as (server, limited, old):
+                    results["postgresql"] = bench_server(
+                        server, limited, args, tool, cli=False, baseline=old
+                    )
+            except Exception as exc:  # noqa: BLE001 - an optional section reports why it failed
+                log(f"[postgresql] failed: {exc}")
+                results["postgresql"] = {"skipped": f"failed: {exc}"}
+        else:
+            results["postgresql"] = {
+                "skipped": "set COFFER_BENCH_POSTGRES_URL=postgresql+psycopg://user@host:port/db"
+            }
 
     for label in ("sqlite", "postgresql"):
         section = results[label]

@@ -157,17 +157,23 @@ def running_server(
     *,
     database_url: str | None = None,
     limits: Mapping[str, str] = LIMITS_OFF,
+    source: Path | None = None,
     startup_timeout: float = 30.0,
 ) -> Iterator[ServerHandle]:
     """Initialises a vault in a temporary directory (on ``database_url`` when given, else the
     embedded SQLite file), starts one ``coffer server`` pinned to the server's core with the
     access log off and the rate limits ``limits`` (all off by default), yields its handle and
-    stops it afterwards."""
+    stops it afterwards. With ``source`` (a directory holding a ``coffer`` package, such as
+    another revision's ``src``), ``coffer init`` and the server import coffer from there."""
     workdir = Path(tempfile.mkdtemp(prefix="coffer-bench-"))
     vault = workdir / "vault"
     extra = {"COFFER_ACCESS_LOG": "false", "COFFER_LOG_LEVEL": "warning", **limits}
     if database_url:
         extra["COFFER_DATABASE_URL"] = database_url
+    if source is not None:
+        extra["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p
+        )
     env = base_env(**extra)
     init = subprocess.run(
         [str(COFFER), "init", "--dir", str(vault), "--json"],
@@ -327,6 +333,25 @@ def seed_identities(
             f"outside its grants {denied.status_code} (want 403), login {login.status_code}"
         )
     return identities
+
+
+@contextlib.contextmanager
+def revision_source(revision: str) -> Iterator[Path]:
+    """Yields a temporary directory holding ``src`` of git revision ``revision`` of this
+    checkout (``git archive``), for ``running_server(source=...)``; removes it afterwards."""
+    root = Path(__file__).resolve().parent.parent
+    workdir = Path(tempfile.mkdtemp(prefix="coffer-bench-rev-"))
+    try:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", revision, "src"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
+        subprocess.run(["tar", "-x", "-C", str(workdir)], input=archive.stdout, check=True)
+        yield workdir / "src"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @contextlib.contextmanager
