@@ -36,6 +36,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+# The Python generator starts measuring this many seconds after it is called (its worker
+# processes need the time to start); work meant to overlap its window must wait as long.
+PYTHON_START_DELAY = 1.5
+
 
 @dataclass(frozen=True)
 class Request:
@@ -341,7 +345,7 @@ def _run_python(
         connections // processes + (1 if i < connections % processes else 0)
         for i in range(processes)
     ]
-    start_at = time.time() + 1.5  # time for the spawned processes to import
+    start_at = time.time() + PYTHON_START_DELAY  # time for the spawned processes to import
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
         outputs = pool.starmap(

@@ -48,7 +48,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cli_timing import time_commands
-from http_load import LoadResult, Request, choose_tool, run_load, wrk_path
+from http_load import (
+    PYTHON_START_DELAY,
+    LoadResult,
+    Request,
+    choose_tool,
+    run_load,
+    wrk_path,
+)
 from login_flood import FloodResult, login_flood
 from server_process import (
     BIN,
@@ -404,8 +411,8 @@ def bench_flood(
     against the same server, then alone again, after a warm-up of reads and a few logins. The
     figures without the flood are the better of the two segments around it. With wrk the read
     window of the middle segment is exactly the flood's (wrk is stopped when the last login
-    answer is in); the Python generator cannot be stopped, so there the flood is cut at
-    ``flood_seconds``.
+    answer is in); the Python generator cannot be stopped, so there the flood starts when its
+    window does and is cut at ``flood_seconds``.
     Returns the three segments, the flood's own figures, and the share of the read window the
     flood covered."""
     read = Request("GET", path, headers=machine.machine_auth())
@@ -437,8 +444,12 @@ def bench_flood(
     flood: list[FloodResult] = []
     done = threading.Event()
 
+    # the Python generator measures only after its worker processes have started
+    lead = 0.0 if tool == "wrk" else PYTHON_START_DELAY
+
     def run_flood() -> None:
         try:
+            time.sleep(lead)
             flood.append(
                 login_flood(
                     server.base_url,
@@ -453,7 +464,7 @@ def bench_flood(
             done.set()
 
     flooder = threading.Thread(target=run_flood)
-    window_start = time.monotonic()
+    window_start = time.monotonic() + lead
     flooder.start()
     during = load(flood_cap, done if tool == "wrk" else None)
     flooder.join()
