@@ -5,7 +5,6 @@ this machine's loopback interface: the client refuses to be built for anything e
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +13,7 @@ import httpx
 from coffer import __version__
 from coffer.cli.settings_file import ClientSettings
 from coffer.domain import errors as err
+from coffer.domain.hosts import is_loopback_host
 
 _BY_CODE: dict[str, type[err.CofferError]] = {
     cls.code: cls
@@ -28,7 +28,6 @@ _BY_CODE: dict[str, type[err.CofferError]] = {
         err.ConfigError,
     )
 }
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
 
 def path_part(name: str) -> str:
@@ -39,16 +38,6 @@ def path_part(name: str) -> str:
 def key_part(key: str) -> str:
     """Quotes a secret key for the URL, keeping "/" so folders map to path segments."""
     return quote(key, safe="/")
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_transport(addr: str) -> None:
@@ -62,7 +51,7 @@ def check_transport(addr: str) -> None:
         raise err.ConfigError(
             f"the server address {addr!r} must start with https:// (or http:// for localhost)"
         )
-    if url.scheme == "http" and not is_loopback(url.host):
+    if url.scheme == "http" and not is_loopback_host(url.host):
         raise err.ConfigError(
             f"refusing to send credentials over plain http:// to {url.host}: use https:// "
             "(plain http is allowed only to localhost, 127.0.0.0/8 and ::1)"

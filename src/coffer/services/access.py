@@ -102,7 +102,6 @@ class AccessGate:
 
     @staticmethod
     def sees_project(ctx: CallContext, project: str, environments: Iterable[str]) -> bool:
-        """True when the caller has some access to the project or one of its environments."""
-        if not AccessGate.allows(ctx, Action.PROJECT_VIEW):
-            return False
+        """True when the caller has some access to the project or one of its environments
+        (callers have already required ``PROJECT_VIEW``)."""
         return can_see_project(ctx.actor.role, ctx.actor.grants, project, environments, time.time())

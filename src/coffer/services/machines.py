@@ -22,7 +22,7 @@ from coffer.domain.team import GrantInfo, IssuedToken, MachineInfo
 from coffer.services.access import AccessGate
 from coffer.services.lookup import require_environment, require_project
 from coffer.services.token_issuer import MACHINE_TOKEN, issue_token
-from coffer.services.tokens import MAX_KEY_TTL
+from coffer.services.tokens import MAX_KEY_TTL, validate_token_name
 from coffer.storage import access_store, token_store, user_store
 
 MAX_GRANT_TTL = 3650 * 86400
@@ -222,6 +222,7 @@ class AccessService:
             if expires_in is None
             else parse_duration(expires_in, field="expires_in", minimum=60, maximum=MAX_KEY_TTL)
         )
+        label = validate_token_name(token_name) if token_name is not None else f"{name} token"
         self._gate.require(ctx, Action.TEAM_MANAGE)
         now = time.time()
         with self._engine.begin() as conn:
@@ -230,7 +231,7 @@ class AccessService:
                 conn,
                 org_id=ctx.actor.org_id,
                 kind=MACHINE_TOKEN,
-                name=(token_name or f"{name} token")[:128],
+                name=label,
                 identity_id=machine.id,
                 identity_kind=str(ActorKind.MACHINE),
                 now=now,

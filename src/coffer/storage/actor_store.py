@@ -24,6 +24,7 @@ from coffer.storage.tables import (
     projects,
     users,
 )
+from coffer.storage.token_store import active_token
 
 ACTOR_QUERY = (
     sa.select(
@@ -51,12 +52,7 @@ ACTOR_QUERY = (
     )
     .where(
         api_tokens.c.token_hash == sa.bindparam("token_hash"),
-        api_tokens.c.revoked_at.is_(None),
-        sa.or_(api_tokens.c.expires_at.is_(None), api_tokens.c.expires_at > sa.bindparam("now")),
-        sa.or_(
-            api_tokens.c.idle_timeout.is_(None),
-            api_tokens.c.last_used_at + api_tokens.c.idle_timeout > sa.bindparam("now"),
-        ),
+        active_token(sa.bindparam("now", type_=sa.Float)),
     )
 )
 

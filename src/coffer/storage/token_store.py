@@ -86,7 +86,9 @@ _INFO_COLUMNS = (
 )
 
 
-def _active(now: float) -> sa.ColumnElement[bool]:
+def active_token(now: float | sa.BindParameter[float]) -> sa.ColumnElement[bool]:
+    """The condition a usable token meets at ``now`` (a time or a bind parameter): not
+    revoked, not past its expiry, and for a session not idle longer than its timeout."""
     return sa.and_(
         api_tokens.c.revoked_at.is_(None),
         sa.or_(api_tokens.c.expires_at.is_(None), api_tokens.c.expires_at > now),
@@ -106,7 +108,7 @@ def list_tokens(
     kinds: tuple[str, ...] | None = None,
 ) -> list[TokenInfo]:
     """Returns the organization's active tokens (of one identity, of some kinds), oldest first."""
-    query = sa.select(*_INFO_COLUMNS).where(api_tokens.c.org_id == org_id, _active(now))
+    query = sa.select(*_INFO_COLUMNS).where(api_tokens.c.org_id == org_id, active_token(now))
     if identity_id is not None:
         query = query.where(api_tokens.c.identity_id == identity_id)
     if kinds is not None:
@@ -119,7 +121,7 @@ def find_token(conn: sa.Connection, org_id: str, token_id: str, now: float) -> T
     """Returns one active token of the organization by id, or None."""
     row = conn.execute(
         sa.select(*_INFO_COLUMNS).where(
-            api_tokens.c.org_id == org_id, api_tokens.c.id == token_id, _active(now)
+            api_tokens.c.org_id == org_id, api_tokens.c.id == token_id, active_token(now)
         )
     ).first()
     return TokenInfo(*row) if row is not None else None
@@ -128,7 +130,7 @@ def find_token(conn: sa.Connection, org_id: str, token_id: str, now: float) -> T
 def count_active(conn: sa.Connection, identity_id: str, kind: str, now: float) -> int:
     """Returns how many active tokens of ``kind`` the identity holds."""
     query = sa.select(sa.func.count()).where(
-        api_tokens.c.identity_id == identity_id, api_tokens.c.kind == kind, _active(now)
+        api_tokens.c.identity_id == identity_id, api_tokens.c.kind == kind, active_token(now)
     )
     return int(conn.execute(query).scalar_one())
 

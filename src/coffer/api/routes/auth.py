@@ -3,7 +3,6 @@ password; and accepting an invitation."""
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -11,10 +10,9 @@ from pydantic import BaseModel, Field
 
 from coffer.api.context import SESSION_COOKIE, BlockingRunner, Caller, Run, ServicesDep
 from coffer.api.serialize import iso, issued_json
+from coffer.domain.hosts import is_loopback_host
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
-
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
 class Login(BaseModel):
@@ -41,18 +39,6 @@ class InvitationAccept(BaseModel):
 
     token: str = Field(max_length=256, repr=False)
     password: str = Field(max_length=4096, repr=False)
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for localhost names and loopback addresses."""
-    if not host:
-        return False
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _client(request: Request) -> tuple[str | None, str | None]:
