@@ -8,13 +8,18 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
+from coffer import __version__
+from coffer.audit.sealer import AuditSealer, CheckpointPolicy
 from coffer.audit.writer import AuditWriter
 from coffer.config import Settings
-from coffer.crypto.keys import RootKey, load_root_key, write_root_key_file
+from coffer.crypto.audit_keys import AuditKeys
+from coffer.crypto.keys import KeyEncryptionKey, RootKey, load_root_key, write_root_key_file
 from coffer.crypto.passwords import Argon2Parameters, PasswordHasher
 from coffer.domain.identity import normalize_email, validate_password
 from coffer.services.access import AccessGate
+from coffer.services.audit import AuditService
 from coffer.services.auth import Authenticator
+from coffer.services.background import BackgroundJobs, Job
 from coffer.services.container import Services
 from coffer.services.fast_read import FastSecretReader
 from coffer.services.keyring import Keyring
@@ -54,7 +59,8 @@ def build_services(settings: Settings) -> Services:
         on_failure.callback(engine.dispose)
         kek = open_vault(engine, root)
         on_failure.pop_all()
-    audit = AuditWriter()
+    audit_keys = AuditKeys.derive(kek)
+    audit = AuditWriter(audit_keys)
     keyring = Keyring(kek)
     limits = Limits(max_value_bytes=settings.max_value_bytes)
     cipher = SecretCipher(keyring)
@@ -67,6 +73,23 @@ def build_services(settings: Settings) -> Services:
         cli_token_ttl=settings.cli_token_ttl,
         session_idle=settings.session_idle,
         session_max=settings.session_max,
+    )
+    sealer = AuditSealer(
+        engine,
+        audit_keys,
+        CheckpointPolicy(
+            every_entries=settings.audit_checkpoint_entries,
+            every_seconds=settings.audit_checkpoint_seconds,
+        ),
+    )
+    audit_service = AuditService(
+        engine,
+        audit_keys,
+        audit,
+        sealer,
+        gate,
+        retention_days=settings.audit_retention_days,
+        version=__version__,
     )
     return Services(
         engine=engine,
@@ -82,7 +105,33 @@ def build_services(settings: Settings) -> Services:
         secrets=SecretService(engine, ops, limits, gate),
         transfer=TransferService(engine, ops, limits, gate),
         fast_reader=FastSecretReader(engine, cipher, audit, throttle),
+        audit=audit_service,
+        background=background_jobs(settings, audit_service, sealer),
     )
+
+
+def background_jobs(settings: Settings, audit: AuditService, sealer: AuditSealer) -> BackgroundJobs:
+    """The server's background jobs: sealing, retention and the log's consumers."""
+    jobs = BackgroundJobs()
+    jobs.add(Job("audit-sealer", settings.audit_seal_interval, lambda: _seal(sealer)))
+    if settings.audit_retention_days > 0:
+        jobs.add(Job("audit-retention", 3600.0, lambda: _prune(audit)))
+    return jobs
+
+
+def _seal(sealer: AuditSealer) -> bool:
+    sealer.seal()
+    return False
+
+
+def _prune(audit: AuditService) -> bool:
+    audit.prune(None)
+    return False
+
+
+def audit_keys_for(root: RootKey) -> AuditKeys:
+    """The audit keys of the vault whose root key is ``root``."""
+    return AuditKeys.derive(KeyEncryptionKey.derive(root))
 
 
 def password_hasher(settings: Settings) -> PasswordHasher:
@@ -146,9 +195,8 @@ def initialise_vault(
             check_connection(engine)
             if new_key_file:
                 write_root_key_file(settings.root_key_file, RootKey.generate())
-            result = initialise(
-                engine, load_settings_root_key(settings), org_name, AuditWriter(), owner
-            )
+            root = load_settings_root_key(settings)
+            result = initialise(engine, root, org_name, AuditWriter(audit_keys_for(root)), owner)
         finally:
             engine.dispose()
         on_failure.pop_all()

@@ -50,6 +50,32 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "Failed logins per account before it is locked for the rest of the window.",
     ),
     "COFFER_CLI_TOKEN_TTL": ("90d", "Default lifetime of a `coffer login` token."),
+    "COFFER_AUDIT_RETENTION_DAYS": (
+        "0",
+        "Prune audit entries older than this many days (0 keeps everything).",
+    ),
+    "COFFER_AUDIT_CHECKPOINT_ENTRIES": ("1000", "Sign an audit checkpoint every N entries."),
+    "COFFER_AUDIT_CHECKPOINT_SECONDS": (
+        "60",
+        "...and at most this many seconds after a new entry.",
+    ),
+    "COFFER_AUDIT_SEAL_INTERVAL_MS": ("1000", "How often new audit entries join the tree."),
+    "COFFER_AUDIT_STREAMS": (
+        "(none)",
+        "Comma-separated SIEM sinks: syslog+tcp://host:port, syslog+udp://..., https://...",
+    ),
+    "COFFER_OUTBOUND_ALLOW": (
+        "(none)",
+        "Hosts, addresses or CIDRs that webhooks and sinks may reach although private.",
+    ),
+    "COFFER_PRODUCTION_ENVIRONMENTS": (
+        "production,prod",
+        "Environments whose reads are watched for anomalies.",
+    ),
+    "COFFER_ANOMALY_READ_BURST": (
+        "100/minute",
+        "Reads by one identity above this rate record anomaly.detected.",
+    ),
     "COFFER_SESSION_IDLE": ("1h", "Browser session idle expiry."),
     "COFFER_SESSION_MAX": ("12h", "Browser session absolute expiry."),
     "COFFER_INVITATION_TTL": ("7d", "How long an invitation can be accepted."),
@@ -137,6 +163,14 @@ class Settings:
     argon2_memory_kib: int = OWASP_ARGON2_MEMORY_KIB
     argon2_time_cost: int = OWASP_ARGON2_TIME_COST
     hash_concurrency: int = 1
+    audit_retention_days: int = 0
+    audit_checkpoint_entries: int = 1000
+    audit_checkpoint_seconds: int = 60
+    audit_seal_interval: float = 1.0
+    audit_streams: tuple[str, ...] = field(default=(), repr=False)
+    outbound_allow: tuple[str, ...] = ()
+    production_environments: tuple[str, ...] = ("production", "prod")
+    anomaly_read_burst: str = "100/minute"
 
     @classmethod
     def from_env(
@@ -169,6 +203,7 @@ class Settings:
             log_level=level,
             access_log=_bool(env, "COFFER_ACCESS_LOG", False),
             **_security_settings(env),
+            **_audit_settings(env),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -232,4 +267,38 @@ def _security_settings(env: Mapping[str, str]) -> _SecuritySettings:
             env, "COFFER_ARGON2_TIME_COST", OWASP_ARGON2_TIME_COST, minimum=2, maximum=64
         ),
         "hash_concurrency": _int(env, "COFFER_HASH_CONCURRENCY", 1, minimum=1, maximum=64),
+    }
+
+
+class _AuditSettings(TypedDict):
+    audit_retention_days: int
+    audit_checkpoint_entries: int
+    audit_checkpoint_seconds: int
+    audit_seal_interval: float
+    audit_streams: tuple[str, ...]
+    outbound_allow: tuple[str, ...]
+    production_environments: tuple[str, ...]
+    anomaly_read_burst: str
+
+
+def _audit_settings(env: Mapping[str, str]) -> _AuditSettings:
+    """The audit log, streaming, webhook and anomaly settings; raises ConfigError naming the
+    variable."""
+    seal_ms = _int(env, "COFFER_AUDIT_SEAL_INTERVAL_MS", 1000, minimum=10, maximum=60_000)
+    return {
+        "audit_retention_days": _int(
+            env, "COFFER_AUDIT_RETENTION_DAYS", 0, minimum=0, maximum=100 * 365
+        ),
+        "audit_checkpoint_entries": _int(
+            env, "COFFER_AUDIT_CHECKPOINT_ENTRIES", 1000, minimum=1, maximum=1_000_000
+        ),
+        "audit_checkpoint_seconds": _int(
+            env, "COFFER_AUDIT_CHECKPOINT_SECONDS", 60, minimum=1, maximum=86400
+        ),
+        "audit_seal_interval": seal_ms / 1000,
+        "audit_streams": _list(env, "COFFER_AUDIT_STREAMS"),
+        "outbound_allow": _list(env, "COFFER_OUTBOUND_ALLOW"),
+        "production_environments": _list(env, "COFFER_PRODUCTION_ENVIRONMENTS")
+        or ("production", "prod"),
+        "anomaly_read_burst": env.get("COFFER_ANOMALY_READ_BURST") or "100/minute",
     }

@@ -71,6 +71,7 @@ MISSING = {
     "grant": "01NOSUCHGRANT0000000000000",
     "token": "01NOSUCHTOKEN0000000000000",
     "org": "nosuchorg",
+    "entry": "01NOSUCHENTRY0000000000000",
 }
 GRANT_SECONDS = 2.0
 

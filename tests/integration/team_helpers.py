@@ -17,7 +17,13 @@ from starlette.types import ASGIApp
 
 from coffer.api.app import create_app
 from coffer.audit.writer import AuditWriter
-from coffer.bootstrap import build_services, initialise_vault, password_hasher
+from coffer.bootstrap import (
+    audit_keys_for,
+    build_services,
+    initialise_vault,
+    load_settings_root_key,
+    password_hasher,
+)
 from coffer.config import Settings
 from coffer.crypto.passwords import PasswordHasher
 from coffer.services.container import Services
@@ -124,7 +130,8 @@ def create_second_org(services: Services, settings: Settings, name: str, email: 
     """Creates another organization with an owner account ``email`` (password ``PASSWORD``)."""
     owner = OwnerAccount(email=email, password_hash=password_hasher(settings).hash(PASSWORD))
     with services.engine.begin() as conn:
-        create_organization(conn, name, AuditWriter(), time.time(), owner)
+        writer = AuditWriter(audit_keys_for(load_settings_root_key(settings)))
+        create_organization(conn, name, writer, time.time(), owner)
 
 
 def audit_actions(engine: sa.Engine, after_seq: int = 0) -> list[str]:

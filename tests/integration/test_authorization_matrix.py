@@ -262,6 +262,11 @@ def revoke_grant(w: World, who: Identity, t: Target) -> Call:
     return Call("DELETE", f"{API}/grants/{t.pick('grant', grant_id)}")
 
 
+def audit_proof(w: World, who: Identity, t: Target) -> Call:
+    entry_id = w.as_owner("GET", f"{API}/audit?limit=1").json()["entries"][0]["id"]
+    return Call("GET", f"{API}/audit/entries/{t.pick('entry', entry_id)}/proof")
+
+
 def revoke_own_token(w: World, who: Identity, t: Target) -> Call:
     _, token_id = w.fresh_token(who)
     return Call("DELETE", f"{API}/tokens/{token_id}")
@@ -487,6 +492,40 @@ CASES: list[Case] = [
         scoped=False,
     ),
     Case("DELETE", f"{API}/org", "org", delete_org, frozenset({OWNER})),
+    Case("GET", f"{API}/audit", "audit", fixed("GET", f"{API}/audit"), STAFF, scoped=False),
+    Case(
+        "GET",
+        f"{API}/audit/public-key",
+        "public",
+        fixed("GET", f"{API}/audit/public-key"),
+        EVERYONE,
+        public=True,
+    ),
+    Case(
+        "POST",
+        f"{API}/audit/verify",
+        "audit",
+        fixed("POST", f"{API}/audit/verify"),
+        STAFF,
+        scoped=False,
+    ),
+    Case(
+        "GET",
+        f"{API}/audit/export",
+        "audit",
+        fixed("GET", f"{API}/audit/export"),
+        STAFF,
+        scoped=False,
+    ),
+    Case("GET", f"{API}/audit/entries/{{entry_id}}/proof", "audit", audit_proof, STAFF),
+    Case(
+        "POST",
+        f"{API}/audit/prune",
+        "audit",
+        fixed("POST", f"{API}/audit/prune", json={"days": 3650}),
+        frozenset({OWNER}),
+        scoped=False,
+    ),
     Case("POST", f"{API}/machines", "team", create_machine, STAFF),
     Case("GET", f"{API}/machines", "team", fixed("GET", f"{API}/machines"), STAFF, scoped=False),
     Case("DELETE", f"{API}/machines/{{name}}", "team", delete_machine, STAFF),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
@@ -13,6 +16,7 @@ from coffer.api.errors import install_error_handlers
 from coffer.api.fast_read import FastReadMiddleware
 from coffer.api.rate_limit import RateLimitMiddleware
 from coffer.api.routes import (
+    audit,
     auth,
     environments,
     machines,
@@ -30,7 +34,17 @@ from coffer.services.container import Services
 
 def create_fastapi(services: Services, *, inline_db: bool) -> FastAPI:
     """Returns the FastAPI app (OpenAPI at /openapi.json, docs at /docs) over ``services``."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        services.background.start()
+        try:
+            yield
+        finally:
+            services.background.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="coffer",
         version=__version__,
         description="Self-hosted secrets manager. Authenticate with `Authorization: Bearer`.",
@@ -49,6 +63,7 @@ def create_fastapi(services: Services, *, inline_db: bool) -> FastAPI:
         environments,
         secrets,
         transfer,
+        audit,
     ):
         app.include_router(module.router)
     return app

@@ -13,6 +13,7 @@ from coffer.domain.errors import (
     Conflict,
     DecryptionFailed,
     InvalidInput,
+    InvalidQuery,
     NotFound,
     RateLimited,
     TooLarge,
@@ -21,6 +22,7 @@ from coffer.domain.errors import (
 
 _STATUS: tuple[tuple[type[CofferError], int], ...] = (
     (TooLarge, 413),
+    (InvalidQuery, 422),
     (InvalidInput, 400),
     (Unauthenticated, 401),
     (AccessDenied, 403),

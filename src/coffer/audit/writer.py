@@ -2,12 +2,13 @@
 
 Entries are written on the caller's connection, inside the caller's transaction, so a change
 and its record commit together or not at all. The writer accepts names and metadata only:
-there is no parameter through which a secret value could travel.
+there is no parameter through which a secret value could travel. Each entry carries a MAC
+of its canonical bytes, so the sealer can tell entries coffer wrote from rows put into the
+table by other means; the sealer later gives it its place in the Merkle tree.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -15,32 +16,35 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from coffer.audit.records import RECORD_COLUMNS, canonical_from_values
+from coffer.crypto.audit_keys import AuditKeys
 from coffer.domain.events import Event, Result
 from coffer.domain.models import CallContext
 from coffer.storage.ids import new_id
+from coffer.storage.json_text import canonical_json
 from coffer.storage.raw_statements import CompiledStatement, RawTransaction
 from coffer.storage.tables import audit_log
 
 _MAX_USER_AGENT = 256
 
-_INSERT = sa.insert(audit_log)
+_WRITTEN_COLUMNS = (*RECORD_COLUMNS[1:], "mac")
 _INSERT_ALL_COLUMNS = (
-    sa.insert(audit_log)
-    .values({c.name: sa.bindparam(c.name) for c in audit_log.c if c.name != "seq"})
-    .inline()
+    sa.insert(audit_log).values({name: sa.bindparam(name) for name in _WRITTEN_COLUMNS}).inline()
 )
+SYSTEM_ACTOR_KIND = "system"
 
 Metadata = Mapping[str, str | int | float | bool | None]
 
 
 class AuditWriter:
-    """Appends audit entries. Later issues make the log tamper-evident behind this interface."""
+    """Appends MAC-carrying audit entries."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: AuditKeys) -> None:
+        self._keys = keys
         self._raw_inserts: dict[str, CompiledStatement] = {}
 
-    @staticmethod
     def entry(
+        self,
         ctx: CallContext | None,
         action: Event,
         *,
@@ -51,15 +55,17 @@ class AuditWriter:
         metadata: Metadata | None = None,
         org_id: str | None = None,
     ) -> dict[str, Any]:
-        """Returns the row of one entry (names and metadata only; no value can enter)."""
+        """Returns the row of one entry (names and metadata only; no value can enter).
+        Without a ``ctx`` the actor is the system itself (background work)."""
         actor = ctx.actor if ctx else None
         user_agent = (ctx.user_agent or "")[:_MAX_USER_AGENT] if ctx else ""
-        return {
+        row: dict[str, Any] = {
+            "leaf_index": None,
             "id": new_id(),
-            "timestamp": time.time(),
+            "timestamp": round(time.time(), 6),
             "action": str(action),
             "actor_id": (actor.id or None) if actor else None,
-            "actor_kind": str(actor.kind) if actor else None,
+            "actor_kind": str(actor.kind) if actor else SYSTEM_ACTOR_KIND,
             "org_id": (actor.org_id or org_id or None) if actor else org_id,
             "project": project,
             "environment": environment,
@@ -67,8 +73,12 @@ class AuditWriter:
             "source_ip": ctx.source_ip if ctx else None,
             "user_agent": user_agent or None,
             "result": str(result),
-            "metadata": dict(metadata or {}),
+            "metadata": canonical_json(dict(metadata or {})),
         }
+        row["mac"] = self._keys.mac(
+            canonical_from_values([row[name] for name in RECORD_COLUMNS], None)
+        )
+        return row
 
     def append(
         self,
@@ -94,7 +104,7 @@ class AuditWriter:
             metadata=metadata,
             org_id=org_id,
         )
-        conn.execute(_INSERT, row)
+        conn.execute(_INSERT_ALL_COLUMNS, row)
         entry_id: str = row["id"]
         return entry_id
 
@@ -104,4 +114,4 @@ class AuditWriter:
         if statement is None:
             statement = CompiledStatement(_INSERT_ALL_COLUMNS, engine)
             self._raw_inserts[engine.dialect.name] = statement
-        tx.execute(statement, {**row, "metadata": json.dumps(row["metadata"])})
+        tx.execute(statement, row)

@@ -58,6 +58,9 @@ class Action(StrEnum):
     MFA_MANAGE = "mfa.manage"
     SESSION_VIEW = "session.view"
     SESSION_END = "session.end"
+    AUDIT_VIEW = "audit.view"
+    AUDIT_MANAGE = "audit.manage"
+    WEBHOOK_MANAGE = "webhook.manage"
 
 
 _LEVEL_RANK = {AccessLevel.NONE: 0, AccessLevel.READ: 1, AccessLevel.WRITE: 2}
@@ -73,6 +76,9 @@ _ROLE_NEEDED = {
     Action.TEAM_VIEW: Role.ADMIN,
     Action.TEAM_MANAGE: Role.ADMIN,
     Action.ORG_OWN: Role.OWNER,
+    Action.AUDIT_VIEW: Role.ADMIN,
+    Action.AUDIT_MANAGE: Role.OWNER,
+    Action.WEBHOOK_MANAGE: Role.ADMIN,
 }
 
 

@@ -7,6 +7,7 @@ families to HTTP statuses (``api/``) or exit codes (``cli/``); nothing below the
 
     CofferError                      code
     ├── InvalidInput                 invalid_input      a field breaks a rule (names the field)
+    │   ├── InvalidQuery             invalid_query      a query parameter is malformed (422)
     │   └── TooLarge                 too_large          a value or body exceeds its size limit
     ├── Unauthenticated              unauthenticated    no credential, or one that is not valid
     │   └── MfaRequired              mfa_required       the password was right; a TOTP code is due
@@ -47,6 +48,12 @@ class InvalidInput(CofferError):
     """A field breaks a rule; ``field`` names it and the message states the rule."""
 
     code = "invalid_input"
+
+
+class InvalidQuery(InvalidInput):
+    """A query parameter is malformed (answered 422, naming the parameter)."""
+
+    code = "invalid_query"
 
 
 class TooLarge(InvalidInput):

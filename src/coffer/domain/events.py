@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from coffer.domain.errors import InvalidInput
+
 
 class Event(StrEnum):
     """Every action the audit log records."""
@@ -19,6 +21,11 @@ class Event(StrEnum):
     SECRET_UPDATED = "secret.updated"
     SECRET_READ = "secret.read"
     SECRET_DELETED = "secret.deleted"
+    SECRET_BULK_DELETE = "secret.bulk_delete"
+    SECRET_BURNED = "secret.burned"
+    SECRET_EXPIRED = "secret.expired"
+    SECRET_PRUNED = "secret.pruned"
+    KEY_ROTATED = "key.rotated"
     TOKEN_REVOKED = "token.revoked"
     APIKEY_CREATED = "apikey.created"
     APIKEY_REVOKED = "apikey.revoked"
@@ -40,6 +47,39 @@ class Event(StrEnum):
     ORG_UPDATED = "org.updated"
     ORG_DELETED = "org.deleted"
     ACCESS_DENIED = "access.denied"
+    AUDIT_EXPORTED = "audit.exported"
+    AUDIT_PRUNED = "audit.pruned"
+    AUDIT_VERIFIED = "audit.verified"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_TESTED = "webhook.tested"
+    WEBHOOK_FAILED = "webhook.failed"
+    ANOMALY_DETECTED = "anomaly.detected"
+
+
+def event_pattern_matches(pattern: str, action: str) -> bool:
+    """True when ``action`` matches ``pattern``: an exact name, ``area.*`` or ``*``."""
+    if pattern == "*" or pattern == action:
+        return True
+    return pattern.endswith(".*") and action.startswith(pattern[:-1])
+
+
+def parse_event_pattern(text: str, *, field: str) -> str:
+    """Returns ``text`` as an event pattern (a known event, ``area.*`` of a known area, or
+    ``*``). Raises InvalidInput naming ``field`` otherwise."""
+    pattern = text.strip()
+    if pattern == "*" or pattern in _NAMES:
+        return pattern
+    if pattern.endswith(".*") and pattern[:-1] in _AREAS:
+        return pattern
+    raise InvalidInput(
+        f"{field}: {pattern[:80]!r} is not an event; use a name such as secret.read, an area "
+        "such as secret.*, or *"
+    )
+
+
+_NAMES = frozenset(e.value for e in Event)
+_AREAS = frozenset(e.value.split(".", 1)[0] + "." for e in Event)
 
 
 class Result(StrEnum):

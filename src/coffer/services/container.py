@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from coffer.services.access import AccessGate
+from coffer.services.audit import AuditService
 from coffer.services.auth import Authenticator
+from coffer.services.background import BackgroundJobs
 from coffer.services.fast_read import FastSecretReader
 from coffer.services.login import LoginService
 from coffer.services.machines import AccessService
@@ -37,7 +39,10 @@ class Services:
     secrets: SecretService
     transfer: TransferService
     fast_reader: FastSecretReader
+    audit: AuditService
+    background: BackgroundJobs
 
     def close(self) -> None:
-        """Releases database connections."""
+        """Stops background jobs and releases database connections."""
+        self.background.stop()
         self.engine.dispose()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from coffer.storage.json_text import CanonicalJSON
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -37,6 +39,8 @@ organizations = sa.Table(
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("require_mfa", sa.Boolean, nullable=False, server_default=sa.false()),
+    # "Mon-Fri 09:00-18:00 UTC": reads outside these hours are flagged as anomalies.
+    sa.Column("working_hours", sa.String(64), nullable=True),
 )
 
 api_tokens = sa.Table(
@@ -226,6 +230,101 @@ audit_log = sa.Table(
     sa.Column("source_ip", sa.String(64), nullable=True),
     sa.Column("user_agent", sa.String(256), nullable=True),
     sa.Column("result", sa.String(16), nullable=False),
-    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("metadata", CanonicalJSON, nullable=False),
+    # HMAC of the entry as written (without its index): the sealer refuses rows coffer did
+    # not write. The index and leaf hash are set when the sealer adds the entry to the tree.
+    sa.Column("mac", sa.LargeBinary, nullable=True),
+    sa.Column("leaf_index", sa.BigInteger, nullable=True),
+    sa.Column("leaf_hash", sa.LargeBinary, nullable=True),
     sa.Index("ix_audit_log_timestamp", "timestamp"),
+    sa.Index("ix_audit_log_leaf_index", "leaf_index", unique=True),
+    sa.Index("ix_audit_log_org_id_seq", "org_id", "seq"),
+    sa.Index("ix_audit_log_action_seq", "action", "seq"),
+    sa.Index("ix_audit_log_actor_id_seq", "actor_id", "seq"),
+    sa.Index("ix_audit_log_key_seq", "key", "seq"),
+    sa.Index("ix_audit_log_project_environment_seq", "project", "environment", "seq"),
+)
+
+# The signed tree heads. Each signs (seq, tree_size, root_hash, timestamp); ``frontier``
+# holds the perfect-subtree roots at ``tree_size`` so that entries before it can be pruned
+# and the rest still verified from here.
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tree_size", sa.BigInteger, nullable=False),
+    sa.Column("root_hash", sa.LargeBinary, nullable=False),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("frontier", sa.JSON, nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("signature", sa.LargeBinary, nullable=False),
+)
+
+# One row (id = 1): the tree as sealed so far. Sealers lock it, so one seals at a time.
+audit_tree = sa.Table(
+    "audit_tree",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("frontier", sa.JSON, nullable=False),
+    sa.Column("pruned_before", sa.BigInteger, nullable=False),
+    # Entries up to this seq were written before entries carried a MAC (an upgraded vault);
+    # the sealer takes them as they are, once.
+    sa.Column("legacy_through", sa.BigInteger, nullable=False),
+)
+
+# Where each consumer of the sealed log (a SIEM stream, the webhook dispatcher, the anomaly
+# detector) has got to: the next leaf index it will take. The log itself is the spool.
+audit_cursors = sa.Table(
+    "audit_cursors",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.String(300), nullable=True),
+)
+
+# The addresses each identity has been seen reading from (for the new-address anomaly).
+audit_seen_addresses = sa.Table(
+    "audit_seen_addresses",
+    metadata,
+    sa.Column("actor_id", sa.String(26), primary_key=True),
+    sa.Column("source_ip", sa.String(64), primary_key=True),
+    sa.Column("first_seen", sa.Float, nullable=False),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("org_id", sa.String(26), _fk("organizations.id"), nullable=False),
+    sa.Column("project", sa.String(64), nullable=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("events", sa.JSON, nullable=False),
+    sa.Column("secret_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("description", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(26), nullable=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Index("ix_webhooks_org_id", "org_id"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("webhook_id", sa.String(26), _fk("webhooks.id"), nullable=False),
+    sa.Column("entry_id", sa.String(26), nullable=False),
+    sa.Column("leaf_index", sa.BigInteger, nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=True),
+    sa.Column("error", sa.String(300), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_webhook_id_created_at", "webhook_id", "created_at"),
 )
