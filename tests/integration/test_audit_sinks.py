@@ -136,7 +136,8 @@ class HttpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
-                receiver.requests.append((self.path, dict(self.headers), body))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                receiver.requests.append((self.path, headers, body))
                 self.send_response(receiver.status)
                 if receiver.status in (301, 302, 307, 308):
                     self.send_header("location", f"http://127.0.0.1:{receiver.port}/elsewhere")
@@ -148,7 +149,9 @@ class HttpReceiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
@@ -234,9 +237,11 @@ def test_tcp_receiver_that_never_reads_times_out() -> None:
         port = int(stalled.getsockname()[1])
         batch = ["x" * (1 << 20)] * 64
         started = time.monotonic()
-        with syslog_sender("syslog+tcp", port, timeout=0.5) as sender:
-            with pytest.raises(SinkUnavailable, match="timed out"):
-                sender.send(batch)
+        with (
+            syslog_sender("syslog+tcp", port, timeout=0.5) as sender,
+            pytest.raises(SinkUnavailable, match="timed out"),
+        ):
+            sender.send(batch)
         assert time.monotonic() - started < 0.5 + 1.0
 
 
@@ -247,7 +252,7 @@ def test_http_posts_the_records_as_entries(http_receiver: HttpReceiver) -> None:
         sender.send(RECORDS)
     [(path, headers, body)] = http_receiver.requests
     assert path == "/ingest?source=coffer"
-    assert headers["Content-Type"] == "application/json" and headers["X-Token"] == "t0k"
+    assert headers["content-type"] == "application/json" and headers["x-token"] == "t0k"
     assert json.loads(body) == {"entries": RECORDS}
 
 
@@ -257,9 +262,11 @@ def test_http_non_2xx_is_unavailable(http_receiver: HttpReceiver, status: int) -
     redirect is not followed."""
     http_receiver.status = status
     url = f"http://127.0.0.1:{http_receiver.port}/ingest"
-    with HttpBatchSender(url, timeout_seconds=TIMEOUT) as sender:
-        with pytest.raises(SinkUnavailable, match=f"answered HTTP {status}"):
-            sender.send(RECORDS[:1])
+    with (
+        HttpBatchSender(url, timeout_seconds=TIMEOUT) as sender,
+        pytest.raises(SinkUnavailable, match=f"answered HTTP {status}"),
+    ):
+        sender.send(RECORDS[:1])
     assert [path for path, _, _ in http_receiver.requests] == ["/ingest"]
 
 
@@ -267,9 +274,11 @@ def test_http_closed_port_is_unavailable() -> None:
     """Nothing listening gives SinkUnavailable within the timeout, without the URL's path."""
     started = time.monotonic()
     url = f"http://127.0.0.1:{free_port()}/secret-path?token=abc"
-    with HttpBatchSender(url, timeout_seconds=TIMEOUT) as sender:
-        with pytest.raises(SinkUnavailable) as caught:
-            sender.send(RECORDS[:1])
+    with (
+        HttpBatchSender(url, timeout_seconds=TIMEOUT) as sender,
+        pytest.raises(SinkUnavailable) as caught,
+    ):
+        sender.send(RECORDS[:1])
     assert time.monotonic() - started < TIMEOUT
     assert "token" not in caught.value.message and "secret-path" not in caught.value.message
 

@@ -7,6 +7,7 @@ verifying and exporting need the admin role; pruning by hand needs the owner.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -152,6 +153,7 @@ class AuditService:
             if since is not None:
                 first = audit_store.first_index_at_or_after(conn, since)
                 start = final.tree_size if first is None else max(start, first)
+            hostname = socket.gethostname() or "coffer"
             for row in audit_store.sealed_rows(conn, start, final.tree_size):
                 if row[6] is not None and row[6] != org_id:
                     continue
@@ -159,7 +161,7 @@ class AuditService:
                 if fmt == "cef":
                     yield cef_line(record, version=self._version).encode("utf-8") + b"\n"
                 else:
-                    yield syslog_message(record, hostname="coffer").encode("utf-8") + b"\n"
+                    yield syslog_message(record, hostname=hostname).encode("utf-8") + b"\n"
 
     def proof(self, ctx: CallContext, entry_id: str) -> dict[str, Any]:
         """Returns an RFC 9162 inclusion proof of one entry against the latest checkpoint:
