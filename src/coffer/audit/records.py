@@ -43,6 +43,11 @@ LEAF_PREFIX = b'{"_leaf":"'
 LEAF_FIELD_BYTES = len(LEAF_PREFIX) + 64 + 2
 
 _string = encode_basestring_ascii
+# The keys in sorted order; %r of a float is its shortest round-trip form, as JSON writes it.
+_CANONICAL = (
+    '{"action":%s,"actor":{"id":%s,"kind":%s},"environment":%s,"id":%s,"index":%s,"key":%s,'
+    '"metadata":%s,"org":%s,"project":%s,"result":%s,"source_ip":%s,"time":%r,"user_agent":%s}'
+)
 
 
 def _text(value: str | None) -> str:
@@ -86,22 +91,24 @@ def canonical_from_values(values: Sequence[Any], index: int | None) -> bytes:
     entry whenever a log is sealed or verified."""
     (_, entry_id, timestamp, action, actor_id, actor_kind, org_id, project, environment,
      key, source_ip, user_agent, result, metadata) = values  # fmt: skip
-    text = (
-        '{"action":' + _string(action)
-        + ',"actor":{"id":' + _text(actor_id) + ',"kind":' + _text(actor_kind)
-        + '},"environment":' + _text(environment)
-        + ',"id":' + _string(entry_id)
-        + ',"index":' + ("null" if index is None else str(int(index)))
-        + ',"key":' + _text(key)
-        + ',"metadata":' + (metadata if isinstance(metadata, str) else canonical_json(metadata))
-        + ',"org":' + _text(org_id)
-        + ',"project":' + _text(project)
-        + ',"result":' + _string(result)
-        + ',"source_ip":' + _text(source_ip)
-        + ',"time":' + float.__repr__(float(timestamp))
-        + ',"user_agent":' + _text(user_agent)
-        + "}"
-    )  # fmt: skip
+    if not isinstance(metadata, str):
+        metadata = canonical_json(metadata)
+    text = _CANONICAL % (
+        _string(action),
+        _text(actor_id),
+        _text(actor_kind),
+        _text(environment),
+        _string(entry_id),
+        "null" if index is None else int(index),
+        _text(key),
+        metadata,
+        _text(org_id),
+        _text(project),
+        _string(result),
+        _text(source_ip),
+        float(timestamp),
+        _text(user_agent),
+    )
     return text.encode("ascii")
 
 
