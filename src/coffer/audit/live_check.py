@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from coffer.audit.checkpoints import Checkpoint
 from coffer.audit.records import canonical_from_values
-from coffer.audit.sealer import AuditSealer, checkpoint_from_row
+from coffer.audit.sealer import AuditSealer, SealRefused, checkpoint_from_row
 from coffer.audit.verifier import LogVerifier, Problem, VerifyReport
 from coffer.crypto.audit_keys import AuditKeys
 from coffer.crypto.merkle import Frontier
@@ -32,10 +32,13 @@ def verify_database(
     ``sealer`` when given). ``known`` is a checkpoint seen earlier that the log must still
     contain; the sealer's last signed checkpoint is used when none is given."""
     rejected: list[str] = []
+    refused: SealRefused | None = None
     if sealer is not None:
-        seal_report = sealer.seal(checkpoint_now=True)
-        rejected = seal_report.rejected
-        known = known or sealer.last_signed
+        try:
+            rejected = sealer.seal(checkpoint_now=True).rejected
+        except SealRefused as exc:
+            refused = exc
+        known = known or sealer.highest_signed
     with engine.connect() as conn:
         state = audit_store.read_tree(conn)
         checkpoints = [checkpoint_from_row(row) for row in audit_store.checkpoint_rows(conn)]
@@ -66,6 +69,8 @@ def verify_database(
         verifier = LogVerifier(
             keys.public, start_index=start, start_frontier=start_frontier, diagnose=diagnose
         )
+        if refused is not None:
+            verifier.problem(Problem(refused.kind, refused.message))
         if missing_prefix:
             verifier.problem(
                 Problem(

@@ -24,6 +24,17 @@ from coffer.storage import audit_store
 _RECORD_WIDTH = 14
 
 
+class SealRefused(Exception):
+    """The stored log is not in a state the sealer may extend: it was rolled back behind a
+    checkpoint this process signed, or its tree state is damaged. ``kind`` is a verifier
+    problem kind; the message says what was found. Nothing is sealed until it is repaired."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
 @dataclass(frozen=True)
 class CheckpointPolicy:
     """How often checkpoints are signed: every ``every_entries`` sealed entries, and
@@ -72,11 +83,14 @@ class AuditSealer:
         self._keys = keys
         self._policy = policy or CheckpointPolicy()
         self._batch = batch
-        self.last_signed: Checkpoint | None = None
+        # The newest checkpoint this process has signed: the log may never fall behind it.
+        self.highest_signed: Checkpoint | None = None
 
     def seal(self, *, checkpoint_now: bool = False, now: float | None = None) -> SealReport:
         """Seals every entry waiting; with ``checkpoint_now`` also signs a checkpoint of the
-        whole tree unless the latest one already covers it. Returns what was done."""
+        whole tree unless the latest one already covers it. Returns what was done. Raises
+        SealRefused when the stored log fell behind a checkpoint this process signed or
+        its tree state is damaged."""
         report = SealReport()
         while True:
             sealed = self._seal_batch(report, checkpoint_now=checkpoint_now, now=now)
@@ -88,7 +102,12 @@ class AuditSealer:
             state = audit_store.lock_tree(conn)
             latest_row = audit_store.latest_checkpoint_row(conn)
             latest = checkpoint_from_row(latest_row) if latest_row else None
-            frontier = Frontier(state.size, state.frontier)
+            self._refuse_rollback(state.size, latest)
+            frontier = self._frontier(state, latest)
+            # Rows that claim a place beyond the tree were not put there by a sealer (it
+            # assigns places only under this lock): take the places back, so they go
+            # through the MAC check like any other unsealed row.
+            audit_store.release_places_from(conn, state.size)
             rows = audit_store.unsealed_rows(conn, self._batch)
             leaves: list[tuple[int, int, bytes]] = []
             new_checkpoints: list[Checkpoint] = []
@@ -127,8 +146,39 @@ class AuditSealer:
         report.tree_size = frontier.size
         report.checkpoints.extend(new_checkpoints)
         if new_checkpoints:
-            self.last_signed = new_checkpoints[-1]
+            self.highest_signed = new_checkpoints[-1]
         return len(rows)
+
+    def _refuse_rollback(self, size: int, latest: Checkpoint | None) -> None:
+        highest = self.highest_signed
+        if highest is None:
+            return
+        if latest is None or latest.seq < highest.seq or size < highest.tree_size:
+            shown = f"#{latest.seq} (size {latest.tree_size})" if latest else "none"
+            raise SealRefused(
+                "rolled_back",
+                f"this server signed checkpoint #{highest.seq} (size {highest.tree_size}) but "
+                f"the latest stored is {shown}: the log was truncated or an old checkpoint "
+                "replayed; nothing more is sealed until it is restored",
+            )
+
+    @staticmethod
+    def _frontier(state: audit_store.TreeState, latest: Checkpoint | None) -> Frontier:
+        try:
+            frontier = Frontier(state.size, state.frontier)
+        except ValueError:
+            frontier = None
+        if frontier is None or (
+            latest is not None
+            and latest.tree_size == state.size
+            and frontier.root() != latest.root_hash
+        ):
+            raise SealRefused(
+                "tree_state_damaged",
+                "the stored tree state (table audit_tree) does not match the signed "
+                "checkpoints: it was edited; nothing more is sealed until it is restored",
+            )
+        return frontier
 
     def _written_by_coffer(
         self, values: tuple[object, ...], seq: int, mac: object, legacy_through: int

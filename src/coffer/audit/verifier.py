@@ -229,6 +229,7 @@ class LogVerifier:
         else:
             leaf = leaf_hash(canonical)
         if recorded_leaf is not None and recorded_leaf != leaf:
+            self._name_earlier_forgery(expected)
             self._range_named = True
             self.problem(
                 Problem(
@@ -243,6 +244,17 @@ class LogVerifier:
         self._last_id = entry_id
         if self._pending:
             self._check_roots()
+
+    def _name_earlier_forgery(self, index: int) -> None:
+        """Before the first changed entry of a range is reported, looks (by MAC, when the
+        reader can) for an earlier entry of the range that was forged with a correct leaf
+        hash: an insertion shifts the entries after it, and the first one to show is not
+        the culprit."""
+        if self._diagnose is None or self._range_named or index == self._range_start:
+            return
+        found = self._diagnose(self._range_start, index)
+        if found is not None:
+            self.problem(found)
 
     def _check_roots(self) -> None:
         size = self._frontier.size
@@ -291,7 +303,8 @@ class LogVerifier:
                     None,
                 )
             )
-        if last is not None and report.tree_size > last.tree_size:
+        rolled_back = known is not None and self._check_known(known, last)
+        if last is not None and report.tree_size > last.tree_size and not rolled_back:
             self.problem(
                 Problem(
                     "beyond_checkpoint",
@@ -301,25 +314,28 @@ class LogVerifier:
                     None,
                 )
             )
-        if known is not None:
-            self._check_known(known, last)
         return report
 
-    def _check_known(self, known: Checkpoint, last: Checkpoint | None) -> None:
+    def _check_known(self, known: Checkpoint, last: Checkpoint | None) -> bool:
+        """Reports a log that fell behind ``known``; returns True when it did."""
         if not known.signature_valid(self._key):
             self.problem(Problem("witness", "the remembered checkpoint's signature is invalid"))
-            return
+            return False
         if last is None or last.seq < known.seq or last.tree_size < known.tree_size:
             shown = f"#{last.seq} (size {last.tree_size})" if last else "none"
+            vouched = min(self._report.tree_size, last.tree_size if last else 0)
             self.problem(
                 Problem(
                     "rolled_back",
                     f"checkpoint #{known.seq} (size {known.tree_size}) was seen before, but "
                     f"the latest here is {shown}: the log was truncated or an old "
-                    "checkpoint replayed",
+                    f"checkpoint replayed; nothing from entry #{vouched} on is vouched for",
+                    vouched,
+                    None,
                 )
             )
-        elif last.seq == known.seq and last.root_hash != known.root_hash:
+            return True
+        if last.seq == known.seq and last.root_hash != known.root_hash:
             self.problem(
                 Problem(
                     "forked",

@@ -20,14 +20,14 @@ from coffer.audit.export import jsonl_export
 from coffer.audit.formats import cef_line, syslog_message
 from coffer.audit.live_check import verify_database
 from coffer.audit.records import Record, canonical_from_values, record_from_values
-from coffer.audit.sealer import AuditSealer, checkpoint_from_row
+from coffer.audit.sealer import AuditSealer, SealRefused, checkpoint_from_row
 from coffer.audit.verifier import VerifyReport
 from coffer.audit.writer import AuditWriter
 from coffer.crypto.audit_keys import AuditKeys, AuditPublicKey
 from coffer.crypto.merkle import inclusion_proof, leaf_hash
 from coffer.domain.access import Action
 from coffer.domain.audit_query import AuditFilter, encode_cursor
-from coffer.domain.errors import InvalidInput, NotFound
+from coffer.domain.errors import Conflict, InvalidInput, NotFound
 from coffer.domain.events import Event, Result
 from coffer.domain.identity import normalize_email
 from coffer.domain.models import CallContext
@@ -135,7 +135,7 @@ class AuditService:
             self._audit.append(
                 conn, ctx, Event.AUDIT_EXPORTED, metadata={"format": fmt, "since": since}
             )
-        self.sealer.seal(checkpoint_now=True)
+        self._seal(checkpoint_now=True)
         return self._lines(fmt, since, ctx.actor.org_id)
 
     def _lines(self, fmt: str, since: float | None, org_id: str) -> Iterator[bytes]:
@@ -168,7 +168,7 @@ class AuditService:
         the entry, its leaf hash, the audit path and the signed checkpoint. Raises NotFound
         for an unknown entry or one of another organization."""
         self._gate.require(ctx, Action.AUDIT_VIEW)
-        self.sealer.seal(checkpoint_now=True)
+        self._seal(checkpoint_now=True)
         with self._engine.connect() as conn:
             row = audit_store.row_by_id(conn, entry_id)
             if row is None or row[6] != ctx.actor.org_id or row[0] is None:
@@ -203,7 +203,7 @@ class AuditService:
                 "days: set COFFER_AUDIT_RETENTION_DAYS or pass a number of days above 0",
                 field="days",
             )
-        self.sealer.seal()
+        self._seal()
         cutoff = time.time() - keep_days * _DAY
         with self._engine.begin() as conn:
             state = audit_store.lock_tree(conn)
@@ -230,6 +230,12 @@ class AuditService:
                 },
             )
         return PruneResult(removed, state.pruned_before)
+
+    def _seal(self, *, checkpoint_now: bool = False) -> None:
+        try:
+            self.sealer.seal(checkpoint_now=checkpoint_now)
+        except SealRefused as exc:
+            raise Conflict(f"audit log: {exc.message}; see `coffer audit verify`") from None
 
     def read_after(self, position: int, limit: int) -> list[Record]:
         """Returns up to ``limit`` sealed records with an index from ``position`` on, in

@@ -119,6 +119,15 @@ def assign_leaves(conn: sa.Connection, leaves: Sequence[tuple[int, int, bytes]])
     )
 
 
+def release_places_from(conn: sa.Connection, index: int) -> None:
+    """Clears the leaf index and hash of rows that claim a place at ``index`` or beyond."""
+    conn.execute(
+        sa.update(audit_log)
+        .where(audit_log.c.leaf_index >= index)
+        .values(leaf_index=None, leaf_hash=None)
+    )
+
+
 def sealed_rows(
     conn: sa.Connection, start: int = 0, stop: int | None = None
 ) -> Iterator[tuple[Any, ...]]:
