@@ -342,3 +342,4 @@ class LogVerifier:
                     f"checkpoint #{known.seq} differs from the one seen before: the log forked",
                 )
             )
+        return False
