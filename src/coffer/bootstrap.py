@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import make_url
 
 from coffer import __version__
+from coffer.audit.outbound import parse_allow_list
 from coffer.audit.sealer import AuditSealer, CheckpointPolicy
 from coffer.audit.writer import AuditWriter
 from coffer.config import Settings
@@ -17,7 +18,9 @@ from coffer.crypto.keys import KeyEncryptionKey, RootKey, load_root_key, write_r
 from coffer.crypto.passwords import Argon2Parameters, PasswordHasher
 from coffer.domain.identity import normalize_email, validate_password
 from coffer.services.access import AccessGate
+from coffer.services.anomalies import AnomalyDetector, burst_rule
 from coffer.services.audit import AuditService
+from coffer.services.audit_streams import AuditStream, LogConsumers, stream_addresses
 from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs, Job
 from coffer.services.container import Services
@@ -41,6 +44,8 @@ from coffer.services.vault_setup import (
     is_initialised,
     open_vault,
 )
+from coffer.services.webhook_delivery import WebhookDispatcher, WebhookSender
+from coffer.services.webhooks import WebhookPoster, WebhookService
 from coffer.storage.database import check_connection, create_engine
 
 
@@ -54,6 +59,9 @@ def build_services(settings: Settings) -> Services:
     when the database cannot be opened, the key is missing or belongs to another vault."""
     root = load_settings_root_key(settings)
     rate_rules(settings)  # a bad rate setting fails before the database is touched
+    sinks = stream_addresses(settings.audit_streams)
+    burst = burst_rule(settings.anomaly_read_burst)
+    parse_allow_list(settings.outbound_allow)
     engine = create_engine(settings.database_url)
     with ExitStack() as on_failure:
         on_failure.callback(engine.dispose)
@@ -91,6 +99,22 @@ def build_services(settings: Settings) -> Services:
         retention_days=settings.audit_retention_days,
         version=__version__,
     )
+    webhooks = WebhookService(
+        engine, kek, audit, gate, WebhookPoster(allow=settings.outbound_allow)
+    )
+    consumers = LogConsumers(
+        engine,
+        WebhookDispatcher(engine, audit_service),
+        WebhookSender(engine, webhooks, audit),
+        AnomalyDetector(
+            engine,
+            audit_service,
+            audit,
+            production_environments=settings.production_environments,
+            burst=burst,
+        ),
+        [AuditStream(engine, audit_service, sink) for sink in sinks],
+    )
     return Services(
         engine=engine,
         auth=Authenticator(engine),
@@ -106,16 +130,27 @@ def build_services(settings: Settings) -> Services:
         transfer=TransferService(engine, ops, limits, gate),
         fast_reader=FastSecretReader(engine, cipher, audit, throttle),
         audit=audit_service,
-        background=background_jobs(settings, audit_service, sealer),
+        background=background_jobs(settings, audit_service, sealer, consumers),
+        webhooks=webhooks,
+        consumers=consumers,
     )
 
 
-def background_jobs(settings: Settings, audit: AuditService, sealer: AuditSealer) -> BackgroundJobs:
-    """The server's background jobs: sealing, retention and the log's consumers."""
+def background_jobs(
+    settings: Settings,
+    audit: AuditService,
+    sealer: AuditSealer,
+    consumers: LogConsumers | None = None,
+) -> BackgroundJobs:
+    """The server's background jobs: sealing, retention and the log's consumers (webhook
+    dispatch and delivery, anomaly detection, SIEM streams), which poll as often as the
+    sealer runs."""
     jobs = BackgroundJobs()
     jobs.add(Job("audit-sealer", settings.audit_seal_interval, lambda: _seal(sealer)))
     if settings.audit_retention_days > 0:
         jobs.add(Job("audit-retention", 3600.0, lambda: _prune(audit)))
+    for job in consumers.jobs(settings.audit_seal_interval) if consumers else []:
+        jobs.add(job)
     return jobs
 
 

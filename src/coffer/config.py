@@ -66,7 +66,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     ),
     "COFFER_OUTBOUND_ALLOW": (
         "(none)",
-        "Hosts, addresses or CIDRs that webhooks and sinks may reach although private.",
+        "Hosts, addresses or CIDRs that webhooks may reach although private or loopback.",
     ),
     "COFFER_PRODUCTION_ENVIRONMENTS": (
         "production,prod",

@@ -72,6 +72,7 @@ MISSING = {
     "token": "01NOSUCHTOKEN0000000000000",
     "org": "nosuchorg",
     "entry": "01NOSUCHENTRY0000000000000",
+    "webhook": "01NOSUCHWEBHOOK00000000000",
 }
 GRANT_SECONDS = 2.0
 
@@ -320,6 +321,7 @@ def open_world(database_url: str, directory: Path) -> Iterator[World]:
         login_rate_limit="off",
         rate_limit_ip="off",
         rate_limit_identity="off",
+        outbound_allow=("127.0.0.1",),
     )
     initialise_vault(settings, ORG, owner_email="owner@acme.test", owner_password=PASSWORD)
     services = build_services(settings)

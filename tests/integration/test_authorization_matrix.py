@@ -267,6 +267,47 @@ def audit_proof(w: World, who: Identity, t: Target) -> Call:
     return Call("GET", f"{API}/audit/entries/{t.pick('entry', entry_id)}/proof")
 
 
+# Nothing listens on 127.0.0.1:9 (allowed by the world's COFFER_OUTBOUND_ALLOW): a test ping
+# there is answered at once as not delivered.
+HOOK_BODY = {"url": "http://127.0.0.1:9/matrix", "events": ["key.rotated"]}
+
+
+def owners_webhook(w: World) -> str:
+    """A new webhook of acme's, made by its owner; returns its id."""
+    made: str = w.as_owner("POST", f"{API}/webhooks", json=HOOK_BODY).json()["id"]
+    return made
+
+
+def create_webhook(w: World, who: Identity, t: Target) -> Call:
+    def delete(response: httpx.Response) -> None:
+        if response.is_success:
+            w.as_(who.token, "DELETE", f"{API}/webhooks/{response.json()['id']}")
+
+    return Call("POST", f"{API}/webhooks", json=HOOK_BODY, after=delete)
+
+
+def delete_webhook(w: World, who: Identity, t: Target) -> Call:
+    return Call("DELETE", f"{API}/webhooks/{t.pick('webhook', owners_webhook(w))}")
+
+
+def ping_webhook(w: World, who: Identity, t: Target) -> Call:
+    hook_id = owners_webhook(w)
+
+    def delete(response: httpx.Response) -> None:
+        w.as_owner("DELETE", f"{API}/webhooks/{hook_id}")
+
+    return Call("POST", f"{API}/webhooks/{t.pick('webhook', hook_id)}/test", after=delete)
+
+
+def webhook_deliveries(w: World, who: Identity, t: Target) -> Call:
+    hook_id = owners_webhook(w)
+
+    def delete(response: httpx.Response) -> None:
+        w.as_owner("DELETE", f"{API}/webhooks/{hook_id}")
+
+    return Call("GET", f"{API}/webhooks/{t.pick('webhook', hook_id)}/deliveries", after=delete)
+
+
 def revoke_own_token(w: World, who: Identity, t: Target) -> Call:
     _, token_id = w.fresh_token(who)
     return Call("DELETE", f"{API}/tokens/{token_id}")
@@ -526,6 +567,25 @@ CASES: list[Case] = [
         frozenset({OWNER}),
         scoped=False,
     ),
+    Case("POST", f"{API}/webhooks", "webhooks", create_webhook, STAFF, scoped=False),
+    Case(
+        "GET",
+        f"{API}/webhooks",
+        "webhooks",
+        fixed("GET", f"{API}/webhooks"),
+        STAFF,
+        scoped=False,
+    ),
+    Case("DELETE", f"{API}/webhooks/{{webhook_id}}", "webhooks", delete_webhook, STAFF),
+    Case("POST", f"{API}/webhooks/{{webhook_id}}/test", "webhooks", ping_webhook, STAFF),
+    Case(
+        "GET",
+        f"{API}/webhooks/{{webhook_id}}/deliveries",
+        "webhooks",
+        webhook_deliveries,
+        STAFF,
+    ),
+    Case("GET", "/metrics", "public", fixed("GET", "/metrics"), EVERYONE, public=True),
     Case("POST", f"{API}/machines", "team", create_machine, STAFF),
     Case("GET", f"{API}/machines", "team", fixed("GET", f"{API}/machines"), STAFF, scoped=False),
     Case("DELETE", f"{API}/machines/{{name}}", "team", delete_machine, STAFF),

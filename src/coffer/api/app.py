@@ -20,6 +20,7 @@ from coffer.api.routes import (
     auth,
     environments,
     machines,
+    metrics,
     mfa,
     projects,
     secrets,
@@ -27,6 +28,7 @@ from coffer.api.routes import (
     team,
     tokens,
     transfer,
+    webhooks,
 )
 from coffer.api.security_headers import SecurityHeadersMiddleware
 from coffer.services.container import Services
@@ -64,6 +66,8 @@ def create_fastapi(services: Services, *, inline_db: bool) -> FastAPI:
         secrets,
         transfer,
         audit,
+        webhooks,
+        metrics,
     ):
         app.include_router(module.router)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from coffer.api.app import create_app
 from coffer.config import Settings
 from coffer.domain.errors import ConfigError
@@ -14,6 +16,8 @@ def serve(services: Services, settings: Settings) -> None:
     import uvicorn
 
     check_tls_files(settings)
+    # httpx logs each outbound URL at INFO; a webhook URL's path can hold a token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(
         services,
         max_body_bytes=settings.max_body_bytes,

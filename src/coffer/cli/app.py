@@ -9,6 +9,7 @@ from coffer import __version__
 from coffer.cli.commands import (
     access,
     account,
+    audit,
     local,
     mfa,
     projects,
@@ -17,6 +18,7 @@ from coffer.cli.commands import (
     team,
     tokens,
     transfer,
+    webhooks,
 )
 
 app = typer.Typer(
@@ -61,6 +63,8 @@ app.add_typer(tokens.keys_app, name="keys")
 app.add_typer(access.machines_app, name="machines")
 app.add_typer(access.grants_app, name="grants")
 app.add_typer(mfa.mfa_app, name="mfa")
+app.add_typer(webhooks.webhooks_app, name="webhooks")
+app.add_typer(audit.audit_app, name="audit")
 app.command("import")(transfer.import_file)
 app.command("export")(transfer.export)
 app.command("diff")(transfer.diff)

@@ -23,6 +23,7 @@ CONFLICT = 5
 UNREACHABLE = 6
 CONFIG = 7
 RATE_LIMITED = 8
+VERIFY_FAILED = 9  # `coffer audit verify`/`proof`: the log or proof does not verify (not an error)
 
 _CODES: tuple[tuple[type[CofferError], int], ...] = (
     (InvalidInput, INVALID_INPUT),

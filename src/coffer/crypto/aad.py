@@ -61,3 +61,11 @@ def data_key_aad(*, org_id: str, project_id: str, key_version: int) -> bytes:
 def mfa_secret_aad(*, user_id: str) -> bytes:
     """Returns the associated data binding a sealed TOTP seed to its user."""
     return _encode(MFA_SECRET_LABEL, user_id)
+
+
+WEBHOOK_SECRET_LABEL = b"coffer/webhook-secret/v1"
+
+
+def webhook_secret_aad(*, org_id: str, webhook_id: str) -> bytes:
+    """Returns the associated data binding a sealed webhook signing secret to its webhook."""
+    return _encode(WEBHOOK_SECRET_LABEL, org_id, webhook_id)

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from coffer.services.access import AccessGate
 from coffer.services.audit import AuditService
+from coffer.services.audit_streams import LogConsumers
 from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs
 from coffer.services.fast_read import FastSecretReader
@@ -20,6 +21,7 @@ from coffer.services.team import TeamService
 from coffer.services.throttle import Throttle
 from coffer.services.tokens import TokenService
 from coffer.services.transfer import TransferService
+from coffer.services.webhooks import WebhookService
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,12 @@ class Services:
     fast_reader: FastSecretReader
     audit: AuditService
     background: BackgroundJobs
+    webhooks: WebhookService
+    consumers: LogConsumers
 
     def close(self) -> None:
-        """Stops background jobs and releases database connections."""
+        """Stops background jobs and releases network and database connections."""
         self.background.stop()
+        self.consumers.close()
+        self.webhooks.poster.close()
         self.engine.dispose()

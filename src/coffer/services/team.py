@@ -1,5 +1,5 @@
 """The people of an organization: invitations, roles, removal, ownership; and the
-organization's own settings (require MFA, delete)."""
+organization's own settings (require MFA, working hours, delete)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from coffer.domain.events import Event
 from coffer.domain.identity import normalize_email
 from coffer.domain.models import CallContext, Organization
 from coffer.domain.team import InvitationInfo, IssuedInvitation, MemberInfo
+from coffer.domain.working_hours import parse_working_hours
 from coffer.services.access import AccessGate
 from coffer.services.token_issuer import INVITATION_TOKEN
 from coffer.storage import access_store, token_store, user_store
@@ -160,8 +161,9 @@ class TeamService:
                 },
             )
 
-    def organization(self, ctx: CallContext) -> tuple[Organization, bool]:
-        """Returns the caller's organization and whether it requires MFA."""
+    def organization(self, ctx: CallContext) -> tuple[Organization, bool, str | None]:
+        """Returns the caller's organization, whether it requires MFA, and its working
+        hours (None when unset)."""
         self._gate.require(ctx, Action.PROJECT_VIEW)
         with self._engine.connect() as conn:
             row = conn.execute(
@@ -170,9 +172,27 @@ class TeamService:
                     organizations.c.name,
                     organizations.c.created_at,
                     organizations.c.require_mfa,
+                    organizations.c.working_hours,
                 ).where(organizations.c.id == ctx.actor.org_id)
             ).one()
-        return Organization(id=row[0], name=row[1], created_at=row[2]), bool(row[3])
+        return Organization(id=row[0], name=row[1], created_at=row[2]), bool(row[3]), row[4]
+
+    def set_working_hours(self, ctx: CallContext, text: str | None) -> str | None:
+        """Sets the organization's working hours (``Mon-Fri 09:00-18:00 Europe/Paris``;
+        reads outside them are flagged as anomalies), or clears them for None, ``""`` or
+        ``off``; returns the stored text. Admins and owners. Raises InvalidInput naming
+        ``working_hours``."""
+        cleared = text is None or text.strip().lower() in ("", "off")
+        stored = None if cleared or text is None else str(parse_working_hours(text))
+        self._gate.require(ctx, Action.TEAM_MANAGE)
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.update(organizations)
+                .where(organizations.c.id == ctx.actor.org_id)
+                .values(working_hours=stored)
+            )
+            self._audit.append(conn, ctx, Event.ORG_UPDATED, metadata={"working_hours": stored})
+        return stored
 
     def require_mfa(self, ctx: CallContext, required: bool) -> None:
         """Turns the organization's MFA requirement on or off (admins and owners). Members

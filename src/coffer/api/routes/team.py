@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.serialize import invitation_json, iso, member_json
+from coffer.domain.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1", tags=["team"])
 
@@ -35,9 +36,11 @@ class Transfer(BaseModel):
 
 
 class OrgUpdate(BaseModel):
-    """Organization settings."""
+    """Organization settings to change (at least one): whether MFA is required, and the
+    working hours (``Mon-Fri 09:00-18:00 Europe/Paris``; null or ``off`` clears them)."""
 
-    require_mfa: bool
+    require_mfa: bool | None = None
+    working_hours: str | None = Field(default=None, max_length=256)
 
 
 class OrgDelete(BaseModel):
@@ -92,12 +95,13 @@ async def transfer_ownership(
 @router.get("/org")
 async def show_org(caller: Caller, services: ServicesDep, run: Run) -> dict[str, Any]:
     """Shows the caller's organization."""
-    org, require_mfa = await run(services.team.organization, caller)
+    org, require_mfa, working_hours = await run(services.team.organization, caller)
     return {
         "id": org.id,
         "name": org.name,
         "created_at": iso(org.created_at),
         "require_mfa": require_mfa,
+        "working_hours": working_hours,
     }
 
 
@@ -105,9 +109,17 @@ async def show_org(caller: Caller, services: ServicesDep, run: Run) -> dict[str,
 async def update_org(
     body: OrgUpdate, caller: Caller, services: ServicesDep, run: Run
 ) -> dict[str, Any]:
-    """Changes organization settings (admins and owners)."""
-    await run(services.team.require_mfa, caller, body.require_mfa)
-    return {"require_mfa": body.require_mfa}
+    """Changes organization settings (admins and owners); answers the settings now in force."""
+    if body.require_mfa is None and "working_hours" not in body.model_fields_set:
+        raise InvalidInput("give require_mfa or working_hours", field="body")
+    # Working hours first: they are the setting that can be malformed, and bad input must
+    # change nothing.
+    if "working_hours" in body.model_fields_set:
+        await run(services.team.set_working_hours, caller, body.working_hours)
+    if body.require_mfa is not None:
+        await run(services.team.require_mfa, caller, body.require_mfa)
+    _, require_mfa, working_hours = await run(services.team.organization, caller)
+    return {"require_mfa": require_mfa, "working_hours": working_hours}
 
 
 @router.delete("/org", status_code=204)

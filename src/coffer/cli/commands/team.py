@@ -122,8 +122,10 @@ def show(as_json: JsonOpt = False) -> None:
         print_json(data)
         return
     mfa = "required" if data["require_mfa"] else "not required"
+    hours = data.get("working_hours") or "not set"
     sys.stdout.write(
-        f"Organization {data['name']} ({data['id']}), created {data['created_at']}; MFA {mfa}\n"
+        f"Organization {data['name']} ({data['id']}), created {data['created_at']}; MFA {mfa}"
+        f"; working hours {hours}\n"
     )
 
 
@@ -141,6 +143,30 @@ def require_mfa(
         "MFA is now required: members without it must run `coffer mfa setup` before anything else"
         if required
         else "MFA is no longer required"
+    )
+    emit(data, as_json, text)
+
+
+@org_app.command("working-hours")
+@handle_errors
+def working_hours(
+    hours: Annotated[
+        str,
+        typer.Argument(
+            metavar="HOURS|off",
+            help="Such as 'Mon-Fri 09:00-18:00 Europe/Paris' (zone defaults to UTC), or off.",
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the working hours outside which production reads are flagged as anomalies."""
+    with api() as client:
+        data = client.send_json("PATCH", "/api/v1/org", {"working_hours": hours})
+    text = (
+        f"Working hours are now {data['working_hours']}: production reads outside them record "
+        "anomaly.detected"
+        if data["working_hours"]
+        else "Working hours cleared: reads are no longer checked against them"
     )
     emit(data, as_json, text)
 
