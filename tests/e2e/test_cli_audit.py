@@ -42,11 +42,6 @@ T = TypeVar("T")
 # --- helpers ---------------------------------------------------------------------------------
 
 
-class KnownBug(AssertionError):
-    """Raised where a test meets a bug it is marked xfail for, so that any other failure
-    (in a fixture, or an earlier step) still fails the run."""
-
-
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     """Returns stdout of a command that must succeed (showing everything when it did not)."""
     assert result.returncode == OK, (
@@ -548,20 +543,13 @@ def test_list_refuses_bad_times_naming_the_option(sqlite_vault: SqliteVault) -> 
     assert failed(until, INVALID_INPUT).startswith("error [until]: --until must be Unix seconds")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownBug,
-    reason="BUG: cli/client.py maps error codes to exceptions without InvalidQuery, so the "
-    "server's 422 invalid_query comes back as a bare CofferError and exits 1, not 2",
-)
 def test_list_refuses_an_unknown_action_with_the_invalid_input_code(
     sqlite_vault: SqliteVault,
 ) -> None:
     """An action that is no event exits 2 with the server's message naming the parameter."""
     result = sqlite_vault.cli("audit", "list", "--action", "secret.stolen")
     assert result.stderr.startswith("error [action]: action: "), result.stderr
-    if result.returncode != INVALID_INPUT:
-        raise KnownBug(f"exit {result.returncode}, not {INVALID_INPUT}")
+    assert result.returncode == INVALID_INPUT
 
 
 # --- attacks on the SQLite database file of a running server ----------------------------------
@@ -729,13 +717,6 @@ def test_witness_catches_a_restored_older_database(rolled_back: RolledBack, rest
     assert json.loads(rolled_back.witness.read_text()) == saved  # left as it was
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownBug,
-    reason="BUG: LogVerifier._check_known compares only checkpoint numbers and sizes, so a "
-    "log rolled back and then grown past the remembered checkpoint passes: nothing checks "
-    "that its tree at the remembered size still has the remembered root",
-)
 def test_witness_catches_a_restored_database_that_grew_again(
     rolled_back: RolledBack, restored: Cli, tmp_path: Path
 ) -> None:
@@ -748,6 +729,5 @@ def test_witness_catches_a_restored_database_that_grew_again(
     latest = ok_json(restored("audit", "verify", "--json"))["latest_checkpoint"]
     assert latest["seq"] > saved["seq"] and latest["tree_size"] > saved["tree_size"]
     result = restored("audit", "verify", "--witness", str(rolled_back.witness))
-    if result.returncode != VERIFY_FAILED:
-        raise KnownBug(f"exit {result.returncode}: {result.stdout}")
+    assert result.returncode == VERIFY_FAILED, result.stdout
     assert result.stdout.startswith("FAILED: "), result.stdout

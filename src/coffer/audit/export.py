@@ -116,6 +116,8 @@ def verify_export(
     except (TypeError, ValueError):
         raise InvalidInput("export: the header's prefix is malformed") from None
     verifier = LogVerifier(public_key, start_index=start, start_frontier=prefix)
+    if known is not None:
+        verifier.watch(known)
     if not final.signature_valid(public_key):
         verifier.problem(
             Problem(
@@ -140,7 +142,8 @@ def verify_export(
         checkpoint = _checkpoint_line(line, number, verifier)
         if checkpoint is not None:
             verifier.add_checkpoint(checkpoint)
-            last_seen = checkpoint
+            if last_seen is None or checkpoint.seq > last_seen.seq:
+                last_seen = checkpoint
     if (last_seen is None or last_seen.seq < final.seq) and verifier.size >= final.tree_size:
         verifier.add_checkpoint(final)  # its line was removed: check its root all the same
     if last_seen is not None and last_seen.seq > final.seq:

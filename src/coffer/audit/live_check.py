@@ -79,6 +79,8 @@ def verify_database(
                     "that size remains to start from",
                 )
             )
+        if known is not None:
+            verifier.watch(known)
         for checkpoint in checkpoints:
             verifier.add_checkpoint(checkpoint)
         for row in audit_store.sealed_rows(conn, start):

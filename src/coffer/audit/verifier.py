@@ -111,6 +111,7 @@ class LogVerifier:
         self._range_start = start_index
         self._range_named = False  # a bad entry was already named in the current range
         self._last_id: str | None = None
+        self._watched: Checkpoint | None = None
 
     @property
     def size(self) -> int:
@@ -121,6 +122,13 @@ class LogVerifier:
         """Records a problem found outside the engine (by a reader of a file or database)."""
         if len(self._report.problems) < _MAX_PROBLEMS:
             self._report.problems.append(problem)
+
+    def watch(self, known: Checkpoint) -> None:
+        """Checks, when the entries reach its size, that the tree still has the root of
+        ``known`` (a checkpoint seen earlier): a log restored from an older copy that has
+        grown again since cannot pass for the one that was seen."""
+        if known.signature_valid(self._key) and known.tree_size > self._frontier.size:
+            self._watched = known
 
     def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Checks a checkpoint's signature and its place after the previous one; its root is
@@ -244,6 +252,18 @@ class LogVerifier:
         self._last_id = entry_id
         if self._pending:
             self._check_roots()
+        watched = self._watched
+        if watched is not None and self._frontier.size == watched.tree_size:
+            self._watched = None
+            if self._frontier.root() != watched.root_hash and not self._broken:
+                self.problem(
+                    Problem(
+                        "forked",
+                        f"the first {watched.tree_size} entries no longer hash to checkpoint "
+                        f"#{watched.seq} seen before: the log was replaced by another copy "
+                        "(restored from an older backup, or forked)",
+                    )
+                )
 
     def _name_earlier_forgery(self, index: int) -> None:
         """Before the first changed entry of a range is reported, looks (by MAC, when the

@@ -19,6 +19,7 @@ _BY_CODE: dict[str, type[err.CofferError]] = {
     cls.code: cls
     for cls in (
         err.InvalidInput,
+        err.InvalidQuery,
         err.TooLarge,
         err.Unauthenticated,
         err.MfaRequired,
