@@ -5,6 +5,7 @@ this machine's loopback interface: the client refuses to be built for anything e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -117,25 +118,42 @@ class ApiClient:
     ) -> httpx.Response:
         """Sends one request (with the bearer token unless ``authenticated`` is False);
         returns the response when 2xx, raises CofferError otherwise."""
-        headers = {}
-        if authenticated:
-            if not self._settings.token:
-                raise err.Unauthenticated(
-                    "no token: run `coffer login --email EMAIL` (or --token TOKEN) "
-                    "or set COFFER_TOKEN"
-                )
-            headers["Authorization"] = f"Bearer {self._settings.token}"
+        headers = self._auth_headers() if authenticated else {}
         try:
             response = self._http.request(method, path, json=json, params=params, headers=headers)
         except httpx.TransportError as exc:
-            reason = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
-            raise err.ServerUnreachable(
-                f"cannot reach the coffer server at {self._settings.addr} ({reason}); "
-                "is it running? COFFER_ADDR sets the address"
-            ) from None
+            raise self._unreachable(exc) from None
         if response.is_success:
             return response
         raise self._error(response)
+
+    def stream(self, path: str, params: dict[str, Any] | None = None) -> Iterator[bytes]:
+        """Yields the body of an authenticated ``GET path`` as it arrives, for downloads
+        larger than memory should hold. Raises the server's error as a CofferError before
+        yielding anything, and ServerUnreachable when the transfer breaks off."""
+        headers = self._auth_headers()
+        try:
+            with self._http.stream("GET", path, params=params, headers=headers) as response:
+                if not response.is_success:
+                    response.read()
+                    raise self._error(response)
+                yield from response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+
+    def _auth_headers(self) -> dict[str, str]:
+        if not self._settings.token:
+            raise err.Unauthenticated(
+                "no token: run `coffer login --email EMAIL` (or --token TOKEN) or set COFFER_TOKEN"
+            )
+        return {"Authorization": f"Bearer {self._settings.token}"}
+
+    def _unreachable(self, exc: httpx.TransportError) -> err.ServerUnreachable:
+        reason = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+        return err.ServerUnreachable(
+            f"cannot reach the coffer server at {self._settings.addr} ({reason}); "
+            "is it running? COFFER_ADDR sets the address"
+        )
 
     @staticmethod
     def _error(response: httpx.Response) -> err.CofferError:
