@@ -219,16 +219,14 @@ class AuditService:
                 removed = audit_store.delete_before(conn, before)
                 state.pruned_before = before
                 audit_store.save_tree(conn, state)
-            self._audit.append(
-                conn,
-                ctx,
-                Event.AUDIT_PRUNED,
-                metadata={
-                    "removed": removed,
-                    "before_index": state.pruned_before,
-                    "retention_days": keep_days,
-                },
-            )
+            metadata = {
+                "removed": removed,
+                "before_index": state.pruned_before,
+                "retention_days": keep_days,
+            }
+            # The log is the vault's: the retention job tells every organization.
+            for org_id in [None] if ctx else audit_store.organization_ids(conn):
+                self._audit.append(conn, ctx, Event.AUDIT_PRUNED, metadata=metadata, org_id=org_id)
         return PruneResult(removed, state.pruned_before)
 
     def _seal(self, *, checkpoint_now: bool = False) -> None:

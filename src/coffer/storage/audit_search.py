@@ -18,8 +18,7 @@ def search(
     first, as (record values..., seq). ``actor_ids`` replaces ``query.actor`` when given
     (an e-mail resolved to its identity)."""
     c = audit_log.c
-    # Entries of no organization (the system's own, such as retention) show to every admin.
-    conditions: list[sa.ColumnElement[bool]] = [sa.or_(c.org_id == org_id, c.org_id.is_(None))]
+    conditions: list[sa.ColumnElement[bool]] = [c.org_id == org_id]
     if query.since is not None:
         conditions.append(c.timestamp >= query.since)
     if query.until is not None:

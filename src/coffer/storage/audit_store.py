@@ -11,7 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from coffer.storage.json_text import json_text
-from coffer.storage.tables import audit_checkpoints, audit_cursors, audit_log, audit_tree
+from coffer.storage.tables import (
+    audit_checkpoints,
+    audit_cursors,
+    audit_log,
+    audit_tree,
+    organizations,
+)
 
 # audit_log columns in the order of coffer.audit.records.RECORD_COLUMNS, metadata unparsed.
 RECORD_SELECT: tuple[sa.ColumnElement[Any], ...] = (
@@ -287,3 +293,8 @@ def set_cursor(
                 name=name, position=position, updated_at=now, last_error=error
             )
         )
+
+
+def organization_ids(conn: sa.Connection) -> list[str]:
+    """Returns the id of every organization (vault-wide events are recorded for each)."""
+    return [str(org_id) for org_id in conn.execute(sa.select(organizations.c.id)).scalars()]
