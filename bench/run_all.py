@@ -17,6 +17,9 @@
    of the same Python interpreter and the import of the CLI application, run interleaved.
 6. Optionally, 1 to 4 again on servers whose database is PostgreSQL, when
    ``COFFER_BENCH_POSTGRES_URL`` names a server (fresh schemas are created and dropped).
+7. The audit log's benchmarks (``bench/audit_bench.py``: reads with auditing on and off,
+   verifying, exporting and querying a log of ``--entries`` entries), after the rest;
+   ``--only audit`` runs just them, ``--only core`` everything else.
 
 The servers run with every rate limit off except the limiter's segment (see
 ``server_process.LIMITS_OFF``): the benchmark sends far more requests from one address and one
@@ -26,6 +29,7 @@ Prints a table and the targets with PASS/FAIL, writes ``bench/results/latest.jso
 whether or not a target is met: it reports, it does not gate. Usage::
 
     .venv/bin/python bench/run_all.py [--quick] [--loadgen auto|wrk|python] [--no-pin]
+    .venv/bin/python bench/run_all.py --only audit [--entries N]
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import audit_bench
 from cli_timing import time_commands
 from http_load import (
     PYTHON_START_DELAY,
@@ -869,6 +874,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client")
     parser.add_argument("--quick", action="store_true", help="short segments, for trying it out")
+    parser.add_argument(
+        "--only",
+        choices=("all", "core", "audit"),
+        default="all",
+        help="core: reads, writes, flood, CLI; audit: bench/audit_bench.py alone",
+    )
+    parser.add_argument(
+        "--entries", type=int, help="audit log size for the audit benchmark (default 1,000,000)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
     args = parser.parse_args(argv)
     if args.quick:
@@ -900,8 +914,20 @@ def _servers(
         yield server, limited, old
 
 
+def _audit_argv(args: argparse.Namespace) -> list[str]:
+    """The options of this run that ``audit_bench.main`` shares."""
+    argv = ["--loadgen", args.loadgen, "--connections", str(args.connections)]
+    argv += ["--threads", str(args.threads)]
+    argv += ["--entries", str(args.entries)] if args.entries else []
+    argv += ["--quick"] if args.quick else []
+    argv += ["--no-pin"] if args.no_pin else []
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.only == "audit":
+        return audit_bench.main(_audit_argv(args))
     plan: CpuPlan = cpu_plan(pin=not args.no_pin)
     pin_self(plan.client)
     tool = choose_tool(args.loadgen)
@@ -975,6 +1001,8 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"\nresults: {args.output}  (took {results['meta']['elapsed_s']:.0f} s)")
+    if args.only == "all":
+        audit_bench.main(_audit_argv(args))
     return 0
 
 
