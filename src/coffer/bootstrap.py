@@ -17,6 +17,7 @@ from coffer.crypto.audit_keys import AuditKeys
 from coffer.crypto.keys import KeyEncryptionKey, RootKey, load_root_key, write_root_key_file
 from coffer.crypto.passwords import Argon2Parameters, PasswordHasher
 from coffer.domain.identity import normalize_email, validate_password
+from coffer.services import anomalies, webhook_delivery
 from coffer.services.access import AccessGate
 from coffer.services.anomalies import AnomalyDetector, burst_rule
 from coffer.services.audit import AuditService
@@ -146,6 +147,8 @@ def background_jobs(
     dispatch and delivery, anomaly detection, SIEM streams), which poll as often as the
     sealer runs."""
     jobs = BackgroundJobs()
+    # Webhooks and anomaly detection concern what happens from now on, never the history.
+    jobs.before_start(lambda: audit.follow_from_head((webhook_delivery.CURSOR, anomalies.CURSOR)))
     jobs.add(Job("audit-sealer", settings.audit_seal_interval, lambda: _seal(sealer)))
     if settings.audit_retention_days > 0:
         jobs.add(Job("audit-retention", 3600.0, lambda: _prune(audit)))

@@ -162,3 +162,20 @@ def test_staging_reads_and_failed_reads_are_not_watched(open_acme: OpenAcme) -> 
     missing = acme.call("GET", f"{API}/projects/app/environments/production/secrets/nope")
     assert missing.status_code == 404
     assert detect(acme) == []
+
+
+def test_a_server_started_on_an_existing_log_does_not_replay_its_history(
+    open_acme: OpenAcme,
+) -> None:
+    """Reads made before the background jobs first started (an upgraded vault) are never
+    examined, while reads made after the start are (the first one only remembered)."""
+    acme = open_acme()
+    acme.read("203.0.113.10")
+    acme.read("198.51.100.7")  # would be a new_address anomaly if history were replayed
+    acme.services.audit.sealer.seal()
+    acme.services.background.before_start_only()
+    assert detect(acme) == []
+    acme.read("192.0.2.55")
+    assert detect(acme) == []
+    acme.read("192.0.2.66")
+    assert [meta["reason"] for meta in detect(acme)] == ["new_address"]

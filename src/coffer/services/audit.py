@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,6 +243,16 @@ class AuditService:
                 record_from_values(row[:_WIDTH])
                 for row in audit_store.sealed_rows(conn, position, position + limit)
             ]
+
+    def follow_from_head(self, names: Iterable[str], *, now: float | None = None) -> None:
+        """Starts each consumer in ``names`` that has never run at the current end of the
+        log, so a server started on an existing log (an upgraded vault) does not replay its
+        whole history through webhooks and anomaly detection."""
+        with self._engine.begin() as conn:
+            size = audit_store.read_tree(conn).size
+            for name in names:
+                if audit_store.cursor_position(conn, name) is None:
+                    audit_store.set_cursor(conn, name, size, now or time.time())
 
     def head(self) -> int:
         """Returns the number of sealed entries (the next leaf index)."""

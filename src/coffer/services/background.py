@@ -31,12 +31,22 @@ class BackgroundJobs:
 
     def __init__(self, jobs: list[Job] | None = None) -> None:
         self._jobs: list[Job] = list(jobs or [])
+        self._before_start: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def add(self, job: Job) -> None:
         """Registers a job (before ``start``)."""
         self._jobs.append(job)
+
+    def before_start(self, prepare: Callable[[], None]) -> None:
+        """Registers work to do once, in ``start``, before any job runs."""
+        self._before_start.append(prepare)
+
+    def before_start_only(self) -> None:
+        """Runs the ``before_start`` work without starting the jobs (``start`` does both)."""
+        for prepare in self._before_start:
+            prepare()
 
     @property
     def names(self) -> list[str]:
@@ -47,6 +57,7 @@ class BackgroundJobs:
         """Starts one thread per job; idempotent."""
         if self._threads:
             return
+        self.before_start_only()
         self._stop.clear()
         for job in self._jobs:
             thread = threading.Thread(
