@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from coffer.audit.checkpoints import Checkpoint
-from coffer.audit.records import canonical_from_values, export_line, split_export_line
+from coffer.audit.records import RECORD_WIDTH, canonical_from_values, export_line, split_export_line
 from coffer.audit.sealer import checkpoint_from_row
 from coffer.audit.verifier import LogVerifier, Problem, VerifyReport
 from coffer.crypto.audit_keys import AuditPublicKey
@@ -34,7 +34,6 @@ from coffer.domain.errors import InvalidInput
 from coffer.storage import audit_store
 
 EXPORT_FORMAT = "coffer-audit-export/v1"
-_WIDTH = 14
 _INDEX_KEY = b',"index":'
 _ID_KEY = b',"id":"'
 _REDACTED = b',"redacted":true}'
@@ -51,11 +50,7 @@ def jsonl_export(
     """Yields the lines (each ending in a newline) of an export that ends at ``final``,
     starting at the first entry written at or after ``since`` (or the oldest kept). Entries
     of organizations other than ``org_id`` (and the system's own) are redacted."""
-    state = audit_store.read_tree(conn)
-    start = state.pruned_before
-    if since is not None:
-        first = audit_store.first_index_at_or_after(conn, since)
-        start = max(start, final.tree_size if first is None else min(first, final.tree_size))
+    start = export_start(conn, final, since)
     anchor_row = audit_store.checkpoint_row_at_most(conn, start)
     anchor = checkpoint_from_row(anchor_row) if anchor_row else None
     prefix = Frontier(anchor.tree_size, anchor.frontier) if anchor else Frontier()
@@ -81,15 +76,26 @@ def jsonl_export(
     for checkpoint in by_size.pop(start, []):
         yield _line(_checkpoint_json(checkpoint))
     for row in audit_store.sealed_rows(conn, start, final.tree_size):
-        values = row[:_WIDTH]
+        values = row[:RECORD_WIDTH]
         index = int(values[0])
-        leaf = bytes(row[_WIDTH])
+        leaf = bytes(row[RECORD_WIDTH])
         if values[6] is None or values[6] == org_id:
             yield export_line(canonical_from_values(values, index), leaf) + b"\n"
         else:
             yield export_line(b'{"index":%d,"redacted":true}' % index, leaf) + b"\n"
         for checkpoint in by_size.pop(index + 1, []):
             yield _line(_checkpoint_json(checkpoint))
+
+
+def export_start(conn: sa.Connection, final: Checkpoint, since: float | None) -> int:
+    """Returns the first leaf index an export ending at ``final`` holds: the first entry
+    written at or after ``since`` (``final.tree_size`` when there is none), never one
+    pruned already."""
+    start = audit_store.read_tree(conn).pruned_before
+    if since is None:
+        return start
+    first = audit_store.first_index_at_or_after(conn, since)
+    return max(start, final.tree_size if first is None else min(first, final.tree_size))
 
 
 def _checkpoint_json(checkpoint: Checkpoint) -> dict[str, Any]:

@@ -11,14 +11,12 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from coffer.audit.checkpoints import Checkpoint
-from coffer.audit.records import canonical_from_values
+from coffer.audit.records import RECORD_WIDTH, canonical_from_values
 from coffer.audit.sealer import AuditSealer, SealRefused, checkpoint_from_row
 from coffer.audit.verifier import LogVerifier, Problem, VerifyReport
 from coffer.crypto.audit_keys import AuditKeys
 from coffer.crypto.merkle import Frontier
 from coffer.storage import audit_store
-
-_WIDTH = 14
 
 
 def verify_database(
@@ -55,7 +53,7 @@ def verify_database(
 
         def diagnose(first: int, stop: int) -> Problem | None:
             for row in audit_store.sealed_rows(conn, first, stop):
-                values = row[:_WIDTH]
+                values = row[:RECORD_WIDTH]
                 if not keys.mac_matches(canonical_from_values(values, None), _bytes(row[-1])):
                     return Problem(
                         "entry_changed",
@@ -84,10 +82,13 @@ def verify_database(
         for checkpoint in checkpoints:
             verifier.add_checkpoint(checkpoint)
         for row in audit_store.sealed_rows(conn, start):
-            values = row[:_WIDTH]
+            values = row[:RECORD_WIDTH]
             index = int(values[0])
             verifier.add_entry(
-                index, str(values[1]), canonical_from_values(values, index), _bytes(row[_WIDTH])
+                index,
+                str(values[1]),
+                canonical_from_values(values, index),
+                _bytes(row[RECORD_WIDTH]),
             )
         for entry_id in rejected:
             verifier.problem(

@@ -12,7 +12,7 @@ every record key), so a verifier can hash each line without parsing it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -37,6 +37,9 @@ RECORD_COLUMNS = (
     "result",
     "metadata",
 )
+
+# A row handed to the functions below starts with these values (more columns may follow).
+RECORD_WIDTH = len(RECORD_COLUMNS)
 
 LEAF_PREFIX = b'{"_leaf":"'
 # '{"_leaf":"' + 64 hex digits + '",'
@@ -76,11 +79,6 @@ def record_from_values(values: Sequence[Any]) -> Record:
         "result": result,
         "metadata": metadata,
     }
-
-
-def record_from_row(row: Mapping[str, Any]) -> Record:
-    """Returns the record of an audit_log row (a mapping with the column names)."""
-    return record_from_values([row.get(name) for name in RECORD_COLUMNS])
 
 
 def canonical_from_values(values: Sequence[Any], index: int | None) -> bytes:

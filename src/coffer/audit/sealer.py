@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from coffer.audit.checkpoints import Checkpoint, sign_checkpoint
-from coffer.audit.records import canonical_from_values
+from coffer.audit.records import RECORD_WIDTH, canonical_from_values
 from coffer.crypto.audit_keys import AuditKeys
 from coffer.crypto.merkle import Frontier, leaf_hash
 from coffer.storage import audit_store
-
-_RECORD_WIDTH = 14
 
 
 class SealRefused(Exception):
@@ -112,7 +110,7 @@ class AuditSealer:
             leaves: list[tuple[int, int, bytes]] = []
             new_checkpoints: list[Checkpoint] = []
             for row in rows:
-                values, seq, mac = row[:_RECORD_WIDTH], int(row[_RECORD_WIDTH]), row[-1]
+                values, seq, mac = row[:RECORD_WIDTH], int(row[RECORD_WIDTH]), row[-1]
                 if not self._written_by_coffer(values, seq, mac, state.legacy_through):
                     report.rejected.append(str(values[1]))
                     continue

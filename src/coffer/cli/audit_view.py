@@ -168,6 +168,7 @@ def write_atomically(path: Path, chunks: Iterable[bytes]) -> tuple[int, int]:
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise err.InvalidInput(f"cannot write {path}: {exc.strerror}", field="output") from None
+    renamed = False
     try:
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
@@ -177,7 +178,8 @@ def write_atomically(path: Path, chunks: Iterable[bytes]) -> tuple[int, int]:
             handle.flush()
             os.fsync(handle.fileno())
         Path(temp).replace(path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+        renamed = True
+    finally:
+        if not renamed:  # interrupted or failed: leave no partial file behind
+            Path(temp).unlink(missing_ok=True)
     return size, lines

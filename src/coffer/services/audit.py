@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from coffer.audit.checkpoints import Checkpoint
-from coffer.audit.export import jsonl_export
+from coffer.audit.export import export_start, jsonl_export
 from coffer.audit.formats import cef_line, syslog_message
 from coffer.audit.live_check import verify_database
-from coffer.audit.records import Record, canonical_from_values, record_from_values
+from coffer.audit.records import RECORD_WIDTH, Record, canonical_from_values, record_from_values
 from coffer.audit.sealer import AuditSealer, SealRefused, checkpoint_from_row
 from coffer.audit.verifier import VerifyReport
 from coffer.audit.writer import AuditWriter
@@ -35,7 +35,6 @@ from coffer.services.access import AccessGate
 from coffer.storage import audit_search, audit_store, user_store
 
 EXPORT_FORMATS = ("jsonl", "cef", "syslog")
-_WIDTH = 14
 _DAY = 86400.0
 
 
@@ -94,8 +93,8 @@ class AuditService:
             rows = audit_search.search(conn, ctx.actor.org_id, query, actor_ids=actor_ids)
         more = len(rows) > query.limit
         rows = rows[: query.limit]
-        entries = [record_from_values(row[:_WIDTH]) for row in rows]
-        return AuditPage(entries, encode_cursor(int(rows[-1][_WIDTH])) if more else None)
+        entries = [record_from_values(row[:RECORD_WIDTH]) for row in rows]
+        return AuditPage(entries, encode_cursor(int(rows[-1][RECORD_WIDTH])) if more else None)
 
     def verify(self, ctx: CallContext, *, known: Checkpoint | None = None) -> VerifyReport:
         """Seals what is waiting, signs a checkpoint and verifies the whole stored log;
@@ -149,15 +148,12 @@ class AuditService:
                     conn, final, since=since, exported_at=time.time(), org_id=org_id
                 )
                 return
-            start = audit_store.read_tree(conn).pruned_before
-            if since is not None:
-                first = audit_store.first_index_at_or_after(conn, since)
-                start = final.tree_size if first is None else max(start, first)
+            start = export_start(conn, final, since)
             hostname = socket.gethostname() or "coffer"
             for row in audit_store.sealed_rows(conn, start, final.tree_size):
                 if row[6] is not None and row[6] != org_id:
                     continue
-                record = record_from_values(row[:_WIDTH])
+                record = record_from_values(row[:RECORD_WIDTH])
                 if fmt == "cef":
                     yield cef_line(record, version=self._version).encode("utf-8") + b"\n"
                 else:
@@ -180,9 +176,9 @@ class AuditService:
             leaves = audit_store.leaf_hashes(conn, 0, final.tree_size)
         if len(leaves) != final.tree_size:
             raise NotFound("entries before this one were pruned; no proof can be built")
-        canonical = canonical_from_values(row[:_WIDTH], index)
+        canonical = canonical_from_values(row[:RECORD_WIDTH], index)
         return {
-            "entry": record_from_values(row[:_WIDTH]),
+            "entry": record_from_values(row[:RECORD_WIDTH]),
             "index": index,
             "leaf_hash": leaf_hash(canonical).hex(),
             "canonical": canonical.decode("ascii"),
@@ -240,7 +236,7 @@ class AuditService:
         order: the feed that streams, webhooks and anomaly detection consume."""
         with self._engine.connect() as conn:
             return [
-                record_from_values(row[:_WIDTH])
+                record_from_values(row[:RECORD_WIDTH])
                 for row in audit_store.sealed_rows(conn, position, position + limit)
             ]
 

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from coffer.audit.records import Record, record_from_values
+from coffer.audit.records import RECORD_WIDTH, Record, record_from_values
 from coffer.audit.writer import AuditWriter
 from coffer.domain.events import Event, Result, event_pattern_matches
 from coffer.services.audit import AuditService
@@ -39,7 +39,6 @@ from coffer.storage.webhook_store import DELIVERED, FAILED, PENDING, DeliveryRow
 
 CURSOR = "webhooks"
 MAX_ATTEMPTS = 8
-_RECORD_WIDTH = 14
 
 
 def wants(hook: WebhookRow, record: Record) -> bool:
@@ -252,4 +251,4 @@ class WebhookSender:
 
 def _record(conn: sa.Connection, entry_id: str) -> Record | None:
     values = audit_store.row_by_id(conn, entry_id)
-    return None if values is None else record_from_values(values[:_RECORD_WIDTH])
+    return None if values is None else record_from_values(values[:RECORD_WIDTH])

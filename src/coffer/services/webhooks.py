@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coffer.audit.outbound import check_outbound_url
-from coffer.audit.records import Record, record_from_values
+from coffer.audit.records import RECORD_WIDTH, Record, record_from_values
 from coffer.audit.writer import AuditWriter
 from coffer.crypto.aad import webhook_secret_aad
 from coffer.crypto.keys import KeyEncryptionKey
@@ -56,7 +56,6 @@ MAX_EVENTS = 50
 MAX_URL_CHARS = 2048
 MAX_DESCRIPTION_CHARS = 200
 MAX_DELIVERIES_SHOWN = 1000
-_RECORD_WIDTH = 14
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -350,7 +349,7 @@ class WebhookService:
             )
             values = audit_store.row_by_id(conn, entry_id)
         assert values is not None
-        record = record_from_values(values[:_RECORD_WIDTH])
+        record = record_from_values(values[:RECORD_WIDTH])
         delivery_id = new_id()
         body = payload(delivery_id, str(Event.WEBHOOK_TESTED), time.time(), record)
         return self.poster.post(

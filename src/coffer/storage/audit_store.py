@@ -36,7 +36,6 @@ RECORD_SELECT: tuple[sa.ColumnElement[Any], ...] = (
     audit_log.c.result,
     json_text(audit_log.c.metadata).label("metadata"),
 )
-_RECORD_WIDTH = len(RECORD_SELECT)
 
 
 @dataclass
