@@ -25,6 +25,7 @@ from coffer.services.audit_streams import AuditStream, LogConsumers, stream_addr
 from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs, Job
 from coffer.services.container import Services
+from coffer.services.ephemeral import EphemeralService
 from coffer.services.fast_read import FastSecretReader
 from coffer.services.keyring import Keyring
 from coffer.services.login import LoginService, SessionPolicy
@@ -32,6 +33,7 @@ from coffer.services.machines import AccessService
 from coffer.services.mfa import MfaService
 from coffer.services.password_pool import PasswordPool
 from coffer.services.projects import ProjectService
+from coffer.services.pruner import Pruner
 from coffer.services.secret_ops import Limits, SecretCipher, SecretOps
 from coffer.services.secrets import SecretService
 from coffer.services.team import TeamService
@@ -103,6 +105,8 @@ def build_services(settings: Settings) -> Services:
     webhooks = WebhookService(
         engine, kek, audit, gate, WebhookPoster(allow=settings.outbound_allow)
     )
+    ephemeral = EphemeralService(engine, kek, audit, gate, limits)
+    pruner = Pruner(engine, ops, ephemeral, gate)
     consumers = LogConsumers(
         engine,
         WebhookDispatcher(engine, audit_service),
@@ -128,10 +132,12 @@ def build_services(settings: Settings) -> Services:
         access=AccessService(engine, audit, gate),
         projects=ProjectService(engine, keyring, audit, gate),
         secrets=SecretService(engine, ops, limits, gate),
+        ephemeral=ephemeral,
+        pruner=pruner,
         transfer=TransferService(engine, ops, limits, gate),
         fast_reader=FastSecretReader(engine, cipher, audit, throttle),
         audit=audit_service,
-        background=background_jobs(settings, audit_service, sealer, consumers),
+        background=background_jobs(settings, audit_service, sealer, consumers, pruner),
         webhooks=webhooks,
         consumers=consumers,
     )
@@ -142,16 +148,21 @@ def background_jobs(
     audit: AuditService,
     sealer: AuditSealer,
     consumers: LogConsumers | None = None,
+    pruner: Pruner | None = None,
 ) -> BackgroundJobs:
-    """The server's background jobs: sealing, retention and the log's consumers (webhook
-    dispatch and delivery, anomaly detection, SIEM streams), which poll as often as the
-    sealer runs."""
+    """The server's background jobs: sealing, retention, the pruner of expired secrets and
+    the log's consumers (webhook dispatch and delivery, anomaly detection, SIEM streams),
+    which poll as often as the sealer runs."""
     jobs = BackgroundJobs()
     # Webhooks and anomaly detection concern what happens from now on, never the history.
     jobs.before_start(lambda: audit.follow_from_head((webhook_delivery.CURSOR, anomalies.CURSOR)))
     jobs.add(Job("audit-sealer", settings.audit_seal_interval, lambda: _seal(sealer)))
     if settings.audit_retention_days > 0:
         jobs.add(Job("audit-retention", 3600.0, lambda: _prune(audit)))
+    if pruner is not None and settings.prune_interval > 0:
+        jobs.add(
+            Job("secret-pruner", float(settings.prune_interval), lambda: _prune_secrets(pruner))
+        )
     for job in consumers.jobs(settings.audit_seal_interval) if consumers else []:
         jobs.add(job)
     return jobs
@@ -164,6 +175,11 @@ def _seal(sealer: AuditSealer) -> bool:
 
 def _prune(audit: AuditService) -> bool:
     audit.prune(None)
+    return False
+
+
+def _prune_secrets(pruner: Pruner) -> bool:
+    pruner.prune(None)
     return False
 
 

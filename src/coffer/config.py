@@ -60,6 +60,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "...and at most this many seconds after a new entry.",
     ),
     "COFFER_AUDIT_SEAL_INTERVAL_MS": ("1000", "How often new audit entries join the tree."),
+    "COFFER_PRUNE_INTERVAL": (
+        "60",
+        "Seconds between runs of the pruner that destroys expired secrets (0: never).",
+    ),
     "COFFER_AUDIT_STREAMS": (
         "(none)",
         "Comma-separated SIEM sinks: syslog+tcp://host:port, syslog+udp://..., https://...",
@@ -167,6 +171,7 @@ class Settings:
     audit_checkpoint_entries: int = 1000
     audit_checkpoint_seconds: int = 60
     audit_seal_interval: float = 1.0
+    prune_interval: int = 60
     audit_streams: tuple[str, ...] = field(default=(), repr=False)
     outbound_allow: tuple[str, ...] = ()
     production_environments: tuple[str, ...] = ("production", "prod")
@@ -275,6 +280,7 @@ class _AuditSettings(TypedDict):
     audit_checkpoint_entries: int
     audit_checkpoint_seconds: int
     audit_seal_interval: float
+    prune_interval: int
     audit_streams: tuple[str, ...]
     outbound_allow: tuple[str, ...]
     production_environments: tuple[str, ...]
@@ -296,6 +302,7 @@ def _audit_settings(env: Mapping[str, str]) -> _AuditSettings:
             env, "COFFER_AUDIT_CHECKPOINT_SECONDS", 60, minimum=1, maximum=86400
         ),
         "audit_seal_interval": seal_ms / 1000,
+        "prune_interval": _int(env, "COFFER_PRUNE_INTERVAL", 60, minimum=0, maximum=86400),
         "audit_streams": _list(env, "COFFER_AUDIT_STREAMS"),
         "outbound_allow": _list(env, "COFFER_OUTBOUND_ALLOW"),
         "production_environments": _list(env, "COFFER_PRODUCTION_ENVIRONMENTS")

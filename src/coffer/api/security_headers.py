@@ -2,7 +2,7 @@
 
 * ``Content-Security-Policy``: nothing may load and no page may frame coffer
   (``frame-ancestors 'none'``); the interactive API docs get just the script and style
-  sources they need.
+  sources they need, and the share page (``/s/``) its own script, style sheet and API.
 * ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
   ``X-Frame-Options: DENY`` everywhere.
 * ``Strict-Transport-Security`` when the request came over TLS.
@@ -23,6 +23,11 @@ _DOCS_CSP = (
     b"connect-src 'self'; worker-src blob:"
 )
 _DOCS_PATHS = ("/docs", "/redoc")
+_SHARE_CSP = (
+    b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; "
+    b"script-src 'self'; style-src 'self'; connect-src 'self'"
+)
+_SHARE_PATHS = ("/s/", "/assets/")
 _COMMON = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -35,7 +40,12 @@ _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 def headers_for(scope: Scope) -> list[tuple[bytes, bytes]]:
     """Returns the protective headers a response to ``scope`` carries."""
     path: str = scope["path"]
-    csp = _DOCS_CSP if path.startswith(_DOCS_PATHS) else _STRICT_CSP
+    if path.startswith(_DOCS_PATHS):
+        csp = _DOCS_CSP
+    elif path.startswith(_SHARE_PATHS):
+        csp = _SHARE_CSP
+    else:
+        csp = _STRICT_CSP
     headers = [(b"content-security-policy", csp), *_COMMON]
     if path.startswith("/api/"):
         headers.append(_NO_STORE)

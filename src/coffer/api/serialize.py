@@ -7,12 +7,14 @@ from typing import Any
 
 from coffer.domain.models import (
     Environment,
+    EphemeralInfo,
     Project,
     RevealedSecret,
     SecretInfo,
     SecretVersionInfo,
     WriteResult,
 )
+from coffer.domain.read_limits import LimitState
 from coffer.domain.team import (
     GrantInfo,
     InvitationInfo,
@@ -46,24 +48,70 @@ def environment_json(env: Environment) -> dict[str, Any]:
     return {"name": env.name, "created_at": iso(env.created_at)}
 
 
-def secret_info_json(info: SecretInfo) -> dict[str, Any]:
-    """A secret's metadata, no value."""
+def limits_json(state: LimitState) -> dict[str, Any]:
+    """A limited secret's TTL, read limit and counters."""
     return {
+        "status": state.status.value,
+        "expires_at": _when(state.expires_at),
+        "max_reads": state.max_reads,
+        "read_count": state.read_count,
+        "reads_remaining": state.reads_remaining,
+        "delete": state.burn,
+    }
+
+
+def _with_limits(body: dict[str, Any], state: LimitState) -> dict[str, Any]:
+    """``body`` with a ``limits`` object when the secret has a TTL or read limit."""
+    if state.limited:
+        body["limits"] = limits_json(state)
+    return body
+
+
+def limit_headers(state: LimitState) -> dict[str, str]:
+    """The ``X-Coffer-*`` headers with which ``HEAD`` describes a secret without reading it."""
+    headers = {"X-Coffer-Status": state.status.value}
+    if state.max_reads is not None:
+        headers["X-Coffer-Read-Count"] = str(state.read_count)
+        headers["X-Coffer-Max-Reads"] = str(state.max_reads)
+        headers["X-Coffer-Reads-Remaining"] = str(state.reads_remaining)
+    if state.expires_at is not None:
+        headers["X-Coffer-Expires-At"] = iso(state.expires_at)
+    return headers
+
+
+def secret_info_json(info: SecretInfo) -> dict[str, Any]:
+    """A secret's metadata (and limits, when it has any), no value."""
+    body = {
         "key": info.key,
         "version": info.version,
         "created_at": iso(info.created_at),
         "updated_at": iso(info.updated_at),
     }
+    return _with_limits(body, info.limits)
 
 
 def revealed_json(secret: RevealedSecret) -> dict[str, Any]:
-    """A secret version with its value: the only serializer that reveals one."""
-    return {
+    """A secret version with its value: the only serializer that reveals one. A limited
+    secret's limits are as they stand after this read."""
+    body = {
         "key": secret.key,
         "version": secret.version,
         "value": secret.value.reveal(),
         "created_at": iso(secret.created_at),
         "comment": secret.comment,
+    }
+    return _with_limits(body, secret.limits)
+
+
+def ephemeral_json(info: EphemeralInfo) -> dict[str, Any]:
+    """An ephemeral secret's (or share's) metadata and limits, no value."""
+    return {
+        "key": info.key,
+        "kind": info.kind.value,
+        "created_by": info.created_by,
+        "created_at": iso(info.created_at),
+        "updated_at": iso(info.updated_at),
+        "limits": limits_json(info.limits),
     }
 
 
@@ -79,7 +127,8 @@ def version_json(info: SecretVersionInfo) -> dict[str, Any]:
 
 def write_json(result: WriteResult) -> dict[str, Any]:
     """The outcome of a write."""
-    return {"key": result.key, "outcome": result.outcome, "version": result.version}
+    body = {"key": result.key, "outcome": result.outcome, "version": result.version}
+    return _with_limits(body, result.limits)
 
 
 def _when(timestamp: float | None) -> str | None:

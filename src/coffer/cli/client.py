@@ -26,6 +26,7 @@ _BY_CODE: dict[str, type[err.CofferError]] = {
         err.MfaRequired,
         err.AccessDenied,
         err.NotFound,
+        err.Gone,
         err.Conflict,
         err.ConfigError,
     )

@@ -69,3 +69,12 @@ WEBHOOK_SECRET_LABEL = b"coffer/webhook-secret/v1"
 def webhook_secret_aad(*, org_id: str, webhook_id: str) -> bytes:
     """Returns the associated data binding a sealed webhook signing secret to its webhook."""
     return _encode(WEBHOOK_SECRET_LABEL, org_id, webhook_id)
+
+
+EPHEMERAL_SECRET_LABEL = b"coffer/ephemeral-secret/v1"
+
+
+def ephemeral_secret_aad(*, org_id: str, secret_id: str, key: str) -> bytes:
+    """Returns the associated data binding a standalone ephemeral secret's ciphertext to its
+    row, so a value copied to another row does not open."""
+    return _encode(EPHEMERAL_SECRET_LABEL, org_id, secret_id, key)

@@ -64,3 +64,12 @@ def hash_token(token: str) -> str:
     cannot be brute-forced, and lookup by hash needs it to be deterministic.
     """
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+LINK_TOKEN_BYTES = 18  # 144 bits, 24 URL-safe characters
+
+
+def mint_link_token() -> str:
+    """Returns a new random token for a share link's path (URL-safe base64, 24 characters).
+    The server keeps only its ``hash_token``."""
+    return secrets.token_urlsafe(LINK_TOKEN_BYTES)

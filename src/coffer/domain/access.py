@@ -61,6 +61,8 @@ class Action(StrEnum):
     AUDIT_VIEW = "audit.view"
     AUDIT_MANAGE = "audit.manage"
     WEBHOOK_MANAGE = "webhook.manage"
+    EPHEMERAL_USE = "ephemeral.use"
+    EPHEMERAL_MANAGE = "ephemeral.manage"
 
 
 _LEVEL_RANK = {AccessLevel.NONE: 0, AccessLevel.READ: 1, AccessLevel.WRITE: 2}
@@ -79,6 +81,7 @@ _ROLE_NEEDED = {
     Action.AUDIT_VIEW: Role.ADMIN,
     Action.AUDIT_MANAGE: Role.OWNER,
     Action.WEBHOOK_MANAGE: Role.ADMIN,
+    Action.EPHEMERAL_MANAGE: Role.ADMIN,
 }
 
 
@@ -240,7 +243,7 @@ def decide(
         return Decision(
             False, "your organization requires MFA: enable it with `coffer mfa setup` first"
         )
-    if action is Action.SESSION_VIEW:
+    if action in (Action.SESSION_VIEW, Action.EPHEMERAL_USE):
         return ALLOW
     if action is Action.SESSION_END:
         if not is_machine:

@@ -13,6 +13,7 @@ families to HTTP statuses (``api/``) or exit codes (``cli/``); nothing below the
     │   └── MfaRequired              mfa_required       the password was right; a TOTP code is due
     ├── AccessDenied                 access_denied      a valid credential without the right
     ├── NotFound                     not_found          the resource does not exist (or is hidden)
+    │   └── Gone                     gone               it exists but is sealed (read limit reached)
     ├── Conflict                     conflict           the change clashes with current state
     ├── RateLimited                  rate_limited       too many requests; ``retry_after`` seconds
     ├── DecryptionFailed             decryption_failed  any failure to open a ciphertext (opaque)
@@ -84,6 +85,13 @@ class NotFound(CofferError):
     """The named resource does not exist."""
 
     code = "not_found"
+
+
+class Gone(NotFound):
+    """The resource exists but may not be read any more: a secret sealed at its read limit,
+    kept until someone who may write it resets it."""
+
+    code = "gone"
 
 
 class Conflict(CofferError):

@@ -25,6 +25,8 @@ class Event(StrEnum):
     SECRET_BURNED = "secret.burned"
     SECRET_EXPIRED = "secret.expired"
     SECRET_PRUNED = "secret.pruned"
+    SECRET_SEALED = "secret.sealed"
+    SECRET_LIMITS_CHANGED = "secret.limits_changed"
     KEY_ROTATED = "key.rotated"
     TOKEN_REVOKED = "token.revoked"
     APIKEY_CREATED = "apikey.created"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from coffer.domain.access import Grant, Restrictions, Role
+from coffer.domain.read_limits import NO_LIMITS, LimitState
 from coffer.domain.secret_value import SecretValue
 
 DEFAULT_ENVIRONMENTS = ("development", "staging", "production")
@@ -17,6 +18,7 @@ class ActorKind(StrEnum):
     BOOTSTRAP = "bootstrap"
     USER = "user"
     MACHINE = "machine"
+    ANONYMOUS = "anonymous"  # whoever holds a share link
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class SecretInfo:
     version: int
     created_at: float
     updated_at: float
+    limits: LimitState = NO_LIMITS
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class RevealedSecret:
     value: SecretValue
     created_at: float
     comment: str | None
+    limits: LimitState = NO_LIMITS
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class WriteResult:
     key: str
     outcome: str
     version: int
+    limits: LimitState = NO_LIMITS
 
 
 @dataclass(frozen=True)
@@ -148,3 +153,57 @@ class ImportReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+
+
+class EphemeralKind(StrEnum):
+    """A standalone ephemeral secret (sealed by the server) or a share (sealed by the client,
+    whose key the server never sees)."""
+
+    SECRET = "secret"
+    SHARE = "share"
+
+
+@dataclass(frozen=True)
+class EphemeralInfo:
+    """An ephemeral secret's or share's metadata and limits, never its value."""
+
+    key: str
+    kind: EphemeralKind
+    created_by: str
+    created_at: float
+    updated_at: float
+    limits: LimitState
+
+
+@dataclass(frozen=True)
+class RevealedEphemeral:
+    """An ephemeral secret's value after a counted read, with its limits after that read."""
+
+    key: str
+    value: SecretValue
+    limits: LimitState
+
+
+@dataclass(frozen=True)
+class CreatedShare:
+    """A new share: the token of its link (shown once, stored only as a hash) and its info."""
+
+    token: str
+    info: EphemeralInfo
+
+
+@dataclass(frozen=True)
+class OpenedShare:
+    """A share's client-side ciphertext after a counted read, with its limits after it."""
+
+    ciphertext: bytes
+    limits: LimitState
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What a prune destroyed: vault secrets, ephemeral secrets and shares past their TTL."""
+
+    secrets: int = 0
+    ephemeral: int = 0
+    shares: int = 0

@@ -11,11 +11,13 @@ from coffer.services.audit import AuditService
 from coffer.services.audit_streams import LogConsumers
 from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs
+from coffer.services.ephemeral import EphemeralService
 from coffer.services.fast_read import FastSecretReader
 from coffer.services.login import LoginService
 from coffer.services.machines import AccessService
 from coffer.services.mfa import MfaService
 from coffer.services.projects import ProjectService
+from coffer.services.pruner import Pruner
 from coffer.services.secrets import SecretService
 from coffer.services.team import TeamService
 from coffer.services.throttle import Throttle
@@ -39,6 +41,8 @@ class Services:
     access: AccessService
     projects: ProjectService
     secrets: SecretService
+    ephemeral: EphemeralService
+    pruner: Pruner
     transfer: TransferService
     fast_reader: FastSecretReader
     audit: AuditService

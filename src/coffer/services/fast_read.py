@@ -4,8 +4,8 @@ Every application hits this on every deploy, so it runs as one driver-level tran
 three queries and one insert: the token and its identity, the identity's grants, the
 one-query read bundle, the ``secret.read`` audit entry; the policy decides in between, with
 the same function as everywhere else. Anything but the plain success (bad token, session
-token, denied access, unknown name, missing secret, decryption failure) returns None and
-the caller takes the full path, which produces the
+token, denied access, unknown name, missing secret, decryption failure, a secret with a TTL
+or read limit) returns None and the caller takes the full path, which produces the
 exact error; the rules therefore live in one place and this path only short-cuts success.
 """
 
@@ -102,6 +102,8 @@ class FastSecretReader:
             bundle = read_bundle_from_row(
                 row, org_id=actor.org_id, project=project, environment=environment
             )
+            if bundle.limits.limited:
+                return None  # counted reads and expiry are the full path's
             try:
                 value = self._cipher.open_bundle(bundle, key)
             except DecryptionFailed:

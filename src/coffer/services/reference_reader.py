@@ -1,10 +1,14 @@
-"""Expands ``${...}`` references at read time, auditing every value a reference reads."""
+"""Expands ``${...}`` references at read time, auditing every value a reference reads (and
+counting it against the referenced secret's read limit)."""
 
 from __future__ import annotations
+
+import time
 
 import sqlalchemy as sa
 
 from coffer.domain.access import Action
+from coffer.domain.errors import NotFound
 from coffer.domain.models import CallContext, Environment, Project
 from coffer.domain.references import SecretRef, expand_value
 from coffer.domain.secret_value import SecretValue
@@ -49,8 +53,9 @@ class AuditedReferenceSource:
         return self._environment(project, environment) is not None
 
     def value_of(self, ref: SecretRef) -> str | None:
-        """Returns the current plaintext of the referenced secret (audited), or None when
-        it does not exist or the caller may not read it (the two look alike)."""
+        """Returns the current plaintext of the referenced secret (audited, and counted when
+        it is limited), or None when it does not exist, has expired, is sealed or the caller
+        may not read it (these look alike)."""
         if not AccessGate.allows(
             self._ctx, Action.SECRET_READ, project=ref.project, environment=ref.environment
         ):
@@ -60,8 +65,16 @@ class AuditedReferenceSource:
         if project is None or env is None:
             return None
         row = secret_store.find_secret(self._conn, env.id, ref.key)
-        if row is None:
+        if row is None or row.limits.expired(time.time()):
             return None
+        if row.limits.limited:
+            try:
+                value, _ = self._ops.reveal_current(
+                    self._conn, self._ctx, project, env, row, via="reference"
+                )
+            except NotFound:
+                return None
+            return value.reveal()
         stored = secret_store.get_version(self._conn, row.id, row.current_version)
         if stored is None:
             return None

@@ -1,6 +1,8 @@
 """Per-transaction building blocks shared by the secret, import and promotion use cases:
 seal/open a version under its bound associated data, write a version with its audit entry,
-and read values with their audit entries. Callers own the transaction."""
+read values with their audit entries, and keep the read limits of limited secrets (count
+the read, burn or seal after the last one, destroy at the TTL). Callers own the
+transaction."""
 
 from __future__ import annotations
 
@@ -9,17 +11,20 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from coffer.audit.writer import AuditWriter
+from coffer.audit.writer import AuditWriter, Metadata
 from coffer.crypto.aad import secret_version_aad
 from coffer.crypto.keys import DataKey
-from coffer.domain.errors import InvalidInput, TooLarge
+from coffer.domain.errors import Gone, InvalidInput, NotFound, TooLarge
 from coffer.domain.events import Event
 from coffer.domain.models import CallContext, Environment, Project, WriteResult
 from coffer.domain.names import validate_key_name
+from coffer.domain.read_limits import NO_LIMITS, LimitState, ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.keyring import Keyring
-from coffer.storage import secret_store
-from coffer.storage.secret_store import ReadBundle, StoredVersion
+from coffer.services.limited_reads import count_read, counters, last_read_event
+from coffer.storage import read_limits, secret_store
+from coffer.storage.secret_store import ExpiredSecret, ReadBundle, SecretRow, StoredVersion
+from coffer.storage.tables import secrets
 
 MAX_COMMENT_LENGTH = 1024
 MAX_VERSION = 2_147_483_647  # the database's integer range
@@ -134,6 +139,25 @@ class SecretCipher:
         return self.open_with(data_key, bundle.project, bundle.environment, key, stored)
 
 
+def secret_not_found(key: str, environment: str) -> NotFound:
+    """The error for a secret that does not exist, was burned or has expired (all alike)."""
+    return NotFound(f"secret {key!r} not found in environment {environment!r}", field="key")
+
+
+def secret_sealed(key: str) -> Gone:
+    """The error for a secret sealed at its read limit."""
+    return Gone(
+        f"secret {key!r} is sealed: its read limit was reached; someone who may write it "
+        "must reset it",
+        field="key",
+    )
+
+
+def read_metadata(version: int, via: str, state: LimitState) -> dict[str, str | int | None]:
+    """The metadata of a ``secret.read`` entry; a limited secret's adds its counters."""
+    return {"version": version, "via": via, **counters(state)}
+
+
 class SecretOps:
     """Writes and reads inside a caller's transaction, always with an audit entry."""
 
@@ -153,15 +177,27 @@ class SecretOps:
         comment: str | None = None,
         skip_unchanged: bool = False,
         metadata: dict[str, str | int | None] | None = None,
+        limits: ReadLimits | None = None,
     ) -> WriteResult:
         """Appends a new version of ``key`` (creating the secret if needed) and audits it.
-        With ``skip_unchanged`` an identical current value writes nothing ("unchanged")."""
+        With ``skip_unchanged`` an identical current value writes nothing ("unchanged").
+
+        A new version starts its read count afresh (and unseals a sealed secret). ``limits``
+        with a TTL or read limit replace the secret's; without them the secret keeps its
+        own. A secret past its TTL is destroyed first (``secret.expired``), so the write
+        creates it anew at version 1."""
         now = time.time()
         row = secret_store.ensure_secret(conn, environment_id=env.id, key=key, now=now)
-        if skip_unchanged and row.current_version > 0:
+        if row.limits.expired(now):
+            place = ExpiredSecret.of(row, project, env)
+            self.destroy_expired(conn, ctx, place, Event.SECRET_EXPIRED)
+            row = secret_store.ensure_secret(conn, environment_id=env.id, key=key, now=now)
+        if skip_unchanged and row.current_version > 0 and not (limits and limits.limited):
             current = secret_store.get_version(conn, row.id, row.current_version)
             if current is not None and self.cipher.open(conn, project, env, key, current) == value:
-                return WriteResult(key=key, outcome="unchanged", version=row.current_version)
+                return WriteResult(
+                    key=key, outcome="unchanged", version=row.current_version, limits=row.limits
+                )
         version = row.current_version + 1
         secret_store.insert_version(
             conn,
@@ -174,7 +210,13 @@ class SecretOps:
             comment=comment,
             now=now,
         )
+        if limits is not None and limits.limited:
+            read_limits.apply_limits(conn, secrets, row.id, limits, now)
+        elif row.limits.read_count or row.limits.sealed_at is not None:
+            read_limits.reset_reads(conn, secrets, row.id)
+        state = read_limits.current_state(conn, secrets, row.id) or NO_LIMITS
         created = version == 1
+        limit_fields = limits.audit_fields() if limits is not None and limits.limited else {}
         self.audit.append(
             conn,
             ctx,
@@ -182,9 +224,33 @@ class SecretOps:
             project=project.name,
             environment=env.name,
             key=key,
-            metadata={"version": version, **(metadata or {})},
+            metadata={"version": version, **limit_fields, **(metadata or {})},
         )
-        return WriteResult(key=key, outcome="created" if created else "updated", version=version)
+        return WriteResult(
+            key=key, outcome="created" if created else "updated", version=version, limits=state
+        )
+
+    def count_read(
+        self,
+        conn: sa.Connection,
+        secret_id: str,
+        limits: LimitState,
+        *,
+        key: str,
+        environment: str,
+        now: float,
+    ) -> LimitState:
+        """Counts one read of a limited secret (see ``limited_reads.count_read``): raises
+        Gone when it is sealed and NotFound when it is gone, expired or out of reads."""
+        return count_read(
+            conn,
+            secrets,
+            secret_id,
+            limits,
+            now=now,
+            missing=secret_not_found(key, environment),
+            sealed=secret_sealed(key),
+        )
 
     def read_stored(
         self,
@@ -197,10 +263,55 @@ class SecretOps:
         *,
         via: str,
     ) -> SecretValue:
-        """Decrypts a stored version and records ``secret.read`` (``via`` says how)."""
+        """Decrypts a stored version and records ``secret.read`` (``via`` says how), without
+        counting it against a read limit (the value does not leave the service)."""
         value = self.cipher.open(conn, project, env, key, stored)
         self.record_read(conn, ctx, project, env, key, stored, via=via)
         return value
+
+    def reveal_current(
+        self,
+        conn: sa.Connection,
+        ctx: CallContext,
+        project: Project,
+        env: Environment,
+        row: SecretRow,
+        *,
+        via: str,
+    ) -> tuple[SecretValue, LimitState]:
+        """Decrypts the current version of ``row`` for a caller, counting the read against
+        its limits (see ``count_read``, whose errors it raises) and recording it."""
+        stored = secret_store.get_version(conn, row.id, row.current_version)
+        if stored is None:
+            raise secret_not_found(row.key, env.name)
+        value = self.cipher.open(conn, project, env, row.key, stored)
+        state = self.counted_read(
+            conn, ctx, project, env, row.key, row.id, row.limits, stored, via=via
+        )
+        return value, state
+
+    def counted_read(
+        self,
+        conn: sa.Connection,
+        ctx: CallContext,
+        project: Project,
+        env: Environment,
+        key: str,
+        secret_id: str,
+        limits: LimitState,
+        stored: StoredVersion,
+        *,
+        via: str,
+    ) -> LimitState:
+        """Counts a read of an opened version (``count_read``), records it and, after the
+        last allowed read, burns or seals the secret (``after_read``); returns the state
+        after the read."""
+        state = self.count_read(
+            conn, secret_id, limits, key=key, environment=env.name, now=time.time()
+        )
+        self.record_read(conn, ctx, project, env, key, stored, via=via, state=state)
+        self.after_read(conn, ctx, project.name, env.name, key, secret_id, state)
+        return state
 
     def record_read(
         self,
@@ -212,6 +323,7 @@ class SecretOps:
         stored: StoredVersion,
         *,
         via: str,
+        state: LimitState = NO_LIMITS,
     ) -> None:
         """Appends the ``secret.read`` entry for a value about to leave the service."""
         self.audit.append(
@@ -221,5 +333,60 @@ class SecretOps:
             project=project.name,
             environment=env.name,
             key=key,
-            metadata={"version": stored.version, "via": via},
+            metadata=read_metadata(stored.version, via, state),
+        )
+
+    def after_read(
+        self,
+        conn: sa.Connection,
+        ctx: CallContext,
+        project: str,
+        environment: str,
+        key: str,
+        secret_id: str,
+        state: LimitState,
+    ) -> bool:
+        """After the read that reached the limit, burns the secret (``secret.burned``) or
+        seals it (``secret.sealed``). Returns True when it burned it."""
+        event = last_read_event(state)
+        if event is None:
+            return False
+        metadata: Metadata = {"read_count": state.read_count, "max_reads": state.max_reads}
+        if event is Event.SECRET_SEALED:
+            read_limits.seal_row(conn, secrets, secret_id, time.time())
+        else:
+            metadata = {
+                **metadata,
+                "versions_destroyed": secret_store.delete_secret(conn, secret_id),
+            }
+        self.audit.append(
+            conn,
+            ctx,
+            event,
+            project=project,
+            environment=environment,
+            key=key,
+            metadata=metadata,
+        )
+        return event is Event.SECRET_BURNED
+
+    def destroy_expired(
+        self,
+        conn: sa.Connection,
+        ctx: CallContext | None,
+        place: ExpiredSecret,
+        event: Event,
+    ) -> None:
+        """Destroys a secret past its TTL and records ``event`` (``secret.expired`` when
+        found on access, ``secret.pruned`` by the pruner, whose ``ctx`` may be None)."""
+        versions = secret_store.delete_secret(conn, place.id)
+        self.audit.append(
+            conn,
+            ctx,
+            event,
+            project=place.project,
+            environment=place.environment,
+            key=place.key,
+            metadata={"expired_at": int(place.expires_at), "versions_destroyed": versions},
+            org_id=place.org_id,
         )

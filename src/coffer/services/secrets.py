@@ -1,6 +1,9 @@
-"""Secret use cases: set, get, list, delete, history and rollback. Each owns its transaction."""
+"""Secret use cases: set, get, info, list, delete, history, rollback and limit changes.
+Each owns its transaction."""
 
 from __future__ import annotations
+
+import time
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -16,13 +19,22 @@ from coffer.domain.models import (
     WriteResult,
 )
 from coffer.domain.names import validate_key_name
+from coffer.domain.read_limits import LimitChange, ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.access import AccessGate
 from coffer.services.lookup import require_scope
 from coffer.services.reference_reader import expand_secret
-from coffer.services.secret_ops import MAX_VERSION, Limits, SecretOps, validate_write
-from coffer.storage import secret_store
+from coffer.services.secret_ops import (
+    MAX_VERSION,
+    Limits,
+    SecretOps,
+    secret_not_found,
+    validate_write,
+)
+from coffer.storage import read_limits, secret_store
 from coffer.storage.database import scrub_deleted
+from coffer.storage.secret_store import ExpiredSecret, SecretRow
+from coffer.storage.tables import secrets
 
 
 def _check_version(key: str, version: int | None) -> None:
@@ -35,8 +47,9 @@ def _check_version(key: str, version: int | None) -> None:
         raise NotFound(f"secret {key!r} has no version {version}", field="version")
 
 
-def _not_found(key: str, environment: str) -> NotFound:
-    return NotFound(f"secret {key!r} not found in environment {environment!r}", field="key")
+def _live(row: SecretRow | None, now: float) -> SecretRow | None:
+    """The row unless it is missing or past its TTL (then it is as good as never existed)."""
+    return None if row is None or row.limits.expired(now) else row
 
 
 class SecretService:
@@ -57,14 +70,18 @@ class SecretService:
         value: SecretValue,
         *,
         comment: str | None = None,
+        limits: ReadLimits | None = None,
     ) -> WriteResult:
-        """Writes a new version of ``key``. Raises InvalidInput/TooLarge for bad input and
+        """Writes a new version of ``key``, with a TTL and read limit when ``limits`` has
+        them (see ``SecretOps.write``). Raises InvalidInput/TooLarge for bad input and
         NotFound for an unknown project or environment; changes nothing then."""
         validate_write(key, value, comment, self._limits)
         self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
-            return self._ops.write(conn, ctx, found, env, key, value, comment=comment)
+            return self._ops.write(
+                conn, ctx, found, env, key, value, comment=comment, limits=limits
+            )
 
     def get(
         self,
@@ -77,10 +94,14 @@ class SecretService:
         expand: bool = False,
     ) -> RevealedSecret:
         """Returns the current (or given) version with its value, recording ``secret.read``.
-        Raises NotFound for an unknown secret or version, InvalidInput for a bad reference."""
+        A limited secret's read is counted (and may be its last: it is then burned or
+        sealed in the same transaction). Raises NotFound for an unknown, burned or expired
+        secret or an unknown version, Gone for a sealed one, InvalidInput for a bad
+        reference; a failed read counts nothing."""
         validate_key_name(key)
         _check_version(key, version)
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
+        now = time.time()
         with self._engine.begin() as conn:
             bundle = secret_store.fetch_for_read(
                 conn,
@@ -91,19 +112,90 @@ class SecretService:
                 version=version,
             )
             if bundle is None:
-                raise self._why_missing(conn, ctx, project, environment, key, version)
-            found, env, stored = bundle.project, bundle.environment, bundle.stored
-            value = self._ops.cipher.open_bundle(bundle, key)
-            self._ops.record_read(conn, ctx, found, env, key, stored, via="get")
-            if expand:
-                value = expand_secret(conn, ctx, self._ops, found, env, key, value)
-            return RevealedSecret(
+                raise self._why_missing(conn, ctx, project, environment, key, version, now)
+            if not bundle.limits.expired(now):
+                found, env, stored = bundle.project, bundle.environment, bundle.stored
+                value = self._ops.cipher.open_bundle(bundle, key)
+                state = self._ops.counted_read(
+                    conn, ctx, found, env, key, bundle.secret_id, bundle.limits, stored, via="get"
+                )
+                if expand:
+                    value = expand_secret(conn, ctx, self._ops, found, env, key, value)
+                return RevealedSecret(
+                    key=key,
+                    version=stored.version,
+                    value=value,
+                    created_at=stored.created_at,
+                    comment=stored.comment,
+                    limits=state,
+                )
+        self._expire(ctx, project, environment, key)
+        raise secret_not_found(key, environment)
+
+    def info(self, ctx: CallContext, project: str, environment: str, key: str) -> SecretInfo:
+        """Returns the secret's metadata and read limits without reading it (``HEAD``):
+        nothing is counted or recorded. Raises NotFound for an unknown, burned or expired
+        secret; a sealed one is returned with status ``sealed``."""
+        validate_key_name(key)
+        self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
+        with self._engine.begin() as conn:
+            _, env = require_scope(conn, ctx.actor, project, environment)
+            row = _live(secret_store.find_secret(conn, env.id, key), time.time())
+            if row is None:
+                raise secret_not_found(key, environment)
+            return SecretInfo(
                 key=key,
-                version=stored.version,
-                value=value,
-                created_at=stored.created_at,
-                comment=stored.comment,
+                version=row.current_version,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                limits=row.limits,
             )
+
+    def change_limits(
+        self, ctx: CallContext, project: str, environment: str, key: str, change: LimitChange
+    ) -> SecretInfo:
+        """Changes the secret's TTL, read limit or burn/seal choice, or resets its read count
+        (unsealing it); needs write access. Records ``secret.limits_changed``. Raises
+        NotFound for an unknown, burned or expired secret, InvalidInput for a limit at or
+        below the reads already counted."""
+        validate_key_name(key)
+        self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
+        now = time.time()
+        with self._engine.begin() as conn:
+            found, env = require_scope(conn, ctx.actor, project, environment)
+            row = _live(secret_store.find_secret(conn, env.id, key, for_update=True), now)
+            if row is None:
+                raise secret_not_found(key, environment)
+            after = change.applied_to(row.limits, now)
+            read_limits.update_limits(conn, secrets, row.id, **change.column_values(now))
+            self._ops.audit.append(
+                conn,
+                ctx,
+                Event.SECRET_LIMITS_CHANGED,
+                project=found.name,
+                environment=env.name,
+                key=key,
+                metadata=change.audit_fields(),
+            )
+            return SecretInfo(
+                key=key,
+                version=row.current_version,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                limits=after,
+            )
+
+    def _expire(self, ctx: CallContext, project: str, environment: str, key: str) -> None:
+        """Destroys the secret found past its TTL (``secret.expired``), if it still is."""
+        now = time.time()
+        with self._engine.begin() as conn:
+            found, env = require_scope(conn, ctx.actor, project, environment)
+            row = secret_store.find_secret(conn, env.id, key, for_update=True)
+            if row is None or not row.limits.expired(now):
+                return
+            place = ExpiredSecret.of(row, found, env)
+            self._ops.destroy_expired(conn, ctx, place, Event.SECRET_EXPIRED)
+        scrub_deleted(self._engine)
 
     @staticmethod
     def _why_missing(
@@ -113,12 +205,13 @@ class SecretService:
         environment: str,
         key: str,
         version: int | None,
+        now: float,
     ) -> CofferError:
         """Returns the error naming what a failed one-query read lacked (project, environment,
         secret or version)."""
         _, env = require_scope(conn, ctx.actor, project, environment)
-        if secret_store.find_secret(conn, env.id, key) is None:
-            return _not_found(key, environment)
+        if _live(secret_store.find_secret(conn, env.id, key), now) is None:
+            return secret_not_found(key, environment)
         return NotFound(f"secret {key!r} has no version {version}", field="version")
 
     def list_keys(self, ctx: CallContext, project: str, environment: str) -> list[SecretInfo]:
@@ -126,7 +219,7 @@ class SecretService:
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         with self._engine.begin() as conn:
             _, env = require_scope(conn, ctx.actor, project, environment)
-            return secret_store.list_secrets(conn, env.id)
+            return secret_store.list_secrets(conn, env.id, time.time())
 
     def delete(self, ctx: CallContext, project: str, environment: str, key: str) -> int:
         """Destroys the secret and all its versions; returns how many versions were destroyed.
@@ -135,9 +228,9 @@ class SecretService:
         self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
-            row = secret_store.find_secret(conn, env.id, key, for_update=True)
+            row = _live(secret_store.find_secret(conn, env.id, key, for_update=True), time.time())
             if row is None:
-                raise _not_found(key, environment)
+                raise secret_not_found(key, environment)
             secret_store.delete_secret(conn, row.id)
             self._ops.audit.append(
                 conn,
@@ -159,9 +252,9 @@ class SecretService:
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         with self._engine.begin() as conn:
             _, env = require_scope(conn, ctx.actor, project, environment)
-            row = secret_store.find_secret(conn, env.id, key)
+            row = _live(secret_store.find_secret(conn, env.id, key), time.time())
             if row is None:
-                raise _not_found(key, environment)
+                raise secret_not_found(key, environment)
             return secret_store.version_history(conn, row.id)
 
     def rollback(
@@ -181,9 +274,9 @@ class SecretService:
         self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
-            row = secret_store.find_secret(conn, env.id, key, for_update=True)
+            row = _live(secret_store.find_secret(conn, env.id, key, for_update=True), time.time())
             if row is None:
-                raise _not_found(key, environment)
+                raise secret_not_found(key, environment)
             stored = secret_store.get_version(conn, row.id, version)
             if stored is None:
                 raise NotFound(f"secret {key!r} has no version {version}", field="version")

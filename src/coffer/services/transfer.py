@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 
 import sqlalchemy as sa
@@ -39,10 +40,11 @@ class TransferService:
     def _plaintexts(
         self, conn: sa.Connection, project: Project, env: Environment
     ) -> dict[str, SecretValue]:
-        """Decrypts every current value of the environment without auditing (comparisons)."""
+        """Decrypts every current value of the environment without auditing or counting
+        reads (comparisons; nothing leaves the service)."""
         return {
             key: self._ops.cipher.open(conn, project, env, key, stored)
-            for key, stored in secret_store.current_versions(conn, env.id).items()
+            for key, stored in secret_store.current_versions(conn, env.id, time.time()).items()
         }
 
     def import_secrets(
@@ -83,13 +85,24 @@ class TransferService:
         self, ctx: CallContext, project: str, environment: str, *, expand: bool = True
     ) -> dict[str, SecretValue]:
         """Returns every current value (references expanded unless ``expand`` is False),
-        recording one ``secret.read`` per key."""
+        recording one ``secret.read`` per key. A limited secret's read is counted like any
+        other read; sealed and expired secrets are left out."""
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
+            limited = secret_store.limited_secrets(conn, env.id)
             values: dict[str, SecretValue] = {}
-            for key, stored in sorted(secret_store.current_versions(conn, env.id).items()):
-                value = self._ops.read_stored(conn, ctx, found, env, key, stored, via="export")
+            current = secret_store.current_versions(conn, env.id, time.time())
+            for key, stored in sorted(current.items()):
+                if key in limited:
+                    try:
+                        value, _ = self._ops.reveal_current(
+                            conn, ctx, found, env, limited[key], via="export"
+                        )
+                    except NotFound:  # sealed, or its last read went to someone else
+                        continue
+                else:
+                    value = self._ops.read_stored(conn, ctx, found, env, key, stored, via="export")
                 if expand:
                     value = expand_secret(conn, ctx, self._ops, found, env, key, value)
                 values[key] = value
@@ -135,7 +148,8 @@ class TransferService:
         """Copies values from one environment to another. A key absent in the target is
         created; a differing one is updated with ``overwrite`` and skipped without it; an
         identical one is skipped. With ``dry_run`` nothing is written. Raw values are copied,
-        so references resolve in the target environment."""
+        so references resolve in the target environment. A source secret with a TTL or read
+        limit is skipped: a copy would outlive its limits."""
         if from_env == to_env:
             raise InvalidInput("--from and --to must name different environments", field="to")
         wanted = (
@@ -153,13 +167,16 @@ class TransferService:
             target_env = require_environment(conn, found, to_env)
             source = self._plaintexts(conn, found, source_env)
             target = self._plaintexts(conn, found, target_env)
+            limited = secret_store.limited_secrets(conn, source_env.id)
             missing = [k for k in wanted or [] if k not in source]
             if missing:
                 raise NotFound(
                     f"keys not found in {from_env!r}: {', '.join(missing)}", field="keys"
                 )
             for key in wanted or sorted(source):
-                if key in target and (target[key] == source[key] or not overwrite):
+                if key in limited or (
+                    key in target and (target[key] == source[key] or not overwrite)
+                ):
                     report.skipped.append(key)
                     continue
                 (report.updated if key in target else report.created).append(key)

@@ -9,19 +9,22 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coffer.domain.models import Environment, Project, SecretInfo, SecretVersionInfo
+from coffer.domain.read_limits import NO_LIMITS, LimitState
 from coffer.storage.ids import new_id
+from coffer.storage.read_limits import LIMIT_WIDTH, limit_columns, limit_state, not_expired
 from coffer.storage.tables import data_keys, environments, projects, secret_versions, secrets
 
 
 @dataclass(frozen=True)
 class SecretRow:
-    """A secret's row: its id and current version."""
+    """A secret's row: its id, current version and read limits."""
 
     id: str
     key: str
     current_version: int
     created_at: float
     updated_at: float
+    limits: LimitState = NO_LIMITS
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,21 @@ _SECRET_COLUMNS = (
     secrets.c.current_version,
     secrets.c.created_at,
     secrets.c.updated_at,
+    *limit_columns(secrets),
 )
+
+
+def _secret_row(row: Any) -> SecretRow:
+    values = tuple(row)
+    id_, key, current_version, created_at, updated_at = values[:5]
+    return SecretRow(
+        id=id_,
+        key=key,
+        current_version=current_version,
+        created_at=created_at,
+        updated_at=updated_at,
+        limits=limit_state(values[5:]),
+    )
 
 
 _FIND_SECRET = sa.select(*_SECRET_COLUMNS).where(
@@ -54,23 +71,99 @@ _FIND_SECRET_FOR_UPDATE = _FIND_SECRET.with_for_update()
 def find_secret(
     conn: sa.Connection, environment_id: str, key: str, *, for_update: bool = False
 ) -> SecretRow | None:
-    """Returns the secret ``key`` of the environment, or None. ``for_update`` locks the row
-    (PostgreSQL) so concurrent writers number versions one after another."""
+    """Returns the secret ``key`` of the environment, or None; an expired secret is still
+    returned (callers destroy it). ``for_update`` locks the row (PostgreSQL) so concurrent
+    writers number versions one after another."""
     query = _FIND_SECRET_FOR_UPDATE if for_update else _FIND_SECRET
     row = conn.execute(query, {"environment_id": environment_id, "key": key}).first()
-    return None if row is None else SecretRow(*row)
+    return None if row is None else _secret_row(row)
 
 
-def list_secrets(conn: sa.Connection, environment_id: str) -> list[SecretInfo]:
-    """Returns the environment's secrets (metadata only), sorted by key."""
+def list_secrets(conn: sa.Connection, environment_id: str, now: float) -> list[SecretInfo]:
+    """Returns the environment's unexpired secrets (metadata and limits), sorted by key."""
     rows = conn.execute(
         sa.select(
-            secrets.c.key, secrets.c.current_version, secrets.c.created_at, secrets.c.updated_at
+            secrets.c.key,
+            secrets.c.current_version,
+            secrets.c.created_at,
+            secrets.c.updated_at,
+            *limit_columns(secrets),
         )
-        .where(secrets.c.environment_id == environment_id)
+        .where(secrets.c.environment_id == environment_id, not_expired(secrets, now))
         .order_by(secrets.c.key)
     )
-    return [SecretInfo(*row) for row in rows]
+    return [
+        SecretInfo(
+            key=row[0],
+            version=row[1],
+            created_at=row[2],
+            updated_at=row[3],
+            limits=limit_state(tuple(row[4:])),
+        )
+        for row in rows
+    ]
+
+
+def limited_secrets(conn: sa.Connection, environment_id: str) -> dict[str, SecretRow]:
+    """Returns the environment's secrets with a TTL or read limit, keyed by secret key."""
+    rows = conn.execute(
+        sa.select(*_SECRET_COLUMNS).where(
+            secrets.c.environment_id == environment_id,
+            sa.or_(secrets.c.expires_at.is_not(None), secrets.c.max_reads.is_not(None)),
+        )
+    )
+    return {row.key: _secret_row(row) for row in rows}
+
+
+def expired_secrets(
+    conn: sa.Connection, now: float, limit: int, *, org_id: str | None = None
+) -> list[ExpiredSecret]:
+    """Returns up to ``limit`` secrets past their TTL (in one organization, or all), oldest
+    first."""
+    query = (
+        sa.select(
+            secrets.c.id,
+            secrets.c.key,
+            secrets.c.current_version,
+            secrets.c.expires_at,
+            projects.c.org_id,
+            projects.c.name,
+            environments.c.name,
+        )
+        .join(environments, environments.c.id == secrets.c.environment_id)
+        .join(projects, projects.c.id == environments.c.project_id)
+        .where(secrets.c.expires_at <= now)
+    )
+    if org_id is not None:
+        query = query.where(projects.c.org_id == org_id)
+    rows = conn.execute(query.order_by(secrets.c.expires_at).limit(limit))
+    return [ExpiredSecret(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class ExpiredSecret:
+    """A vault secret past its TTL, with where it lives (for the pruner's audit entry)."""
+
+    id: str
+    key: str
+    current_version: int
+    expires_at: float
+    org_id: str
+    project: str
+    environment: str
+
+    @classmethod
+    def of(cls, row: SecretRow, project: Project, environment: Environment) -> ExpiredSecret:
+        """The expired secret ``row`` of ``project``/``environment``."""
+        return cls(
+            id=row.id,
+            key=row.key,
+            current_version=row.current_version,
+            expires_at=row.limits.expires_at or 0.0,
+            org_id=project.org_id,
+            project=project.name,
+            environment=environment.name,
+        )
 
 
 def ensure_secret(conn: sa.Connection, *, environment_id: str, key: str, now: float) -> SecretRow:
@@ -151,8 +244,11 @@ def get_version(conn: sa.Connection, secret_id: str, version: int) -> StoredVers
     return None if row is None else StoredVersion(*row)
 
 
-def current_versions(conn: sa.Connection, environment_id: str) -> dict[str, StoredVersion]:
-    """Returns every secret's current version in the environment, keyed by secret key."""
+def current_versions(
+    conn: sa.Connection, environment_id: str, now: float
+) -> dict[str, StoredVersion]:
+    """Returns every unexpired secret's current version in the environment, keyed by secret
+    key."""
     rows = conn.execute(
         sa.select(
             secrets.c.key,
@@ -169,7 +265,7 @@ def current_versions(conn: sa.Connection, environment_id: str) -> dict[str, Stor
                 secret_versions.c.version == secrets.c.current_version,
             ),
         )
-        .where(secrets.c.environment_id == environment_id)
+        .where(secrets.c.environment_id == environment_id, not_expired(secrets, now))
     )
     return {row[0]: StoredVersion(*row[1:]) for row in rows}
 
@@ -190,21 +286,27 @@ def version_history(conn: sa.Connection, secret_id: str) -> list[SecretVersionIn
     return [SecretVersionInfo(*row) for row in rows]
 
 
-def delete_secret(conn: sa.Connection, secret_id: str) -> None:
-    """Destroys the secret and every one of its versions."""
-    conn.execute(sa.delete(secret_versions).where(secret_versions.c.secret_id == secret_id))
+def delete_secret(conn: sa.Connection, secret_id: str) -> int:
+    """Destroys the secret and every one of its versions; returns how many versions."""
+    versions = conn.execute(
+        sa.delete(secret_versions).where(secret_versions.c.secret_id == secret_id)
+    ).rowcount
     conn.execute(sa.delete(secrets).where(secrets.c.id == secret_id))
+    return int(versions)
 
 
 @dataclass(frozen=True)
 class ReadBundle:
     """Everything one read needs, fetched in one query: where the secret lives, the stored
-    version and its wrapped data key (None when the key was destroyed)."""
+    version, its wrapped data key (None when the key was destroyed), the secret's id and its
+    read limits."""
 
     project: Project
     environment: Environment
     stored: StoredVersion
     wrapped_key: bytes | None
+    secret_id: str
+    limits: LimitState
 
 
 def _read_query() -> sa.Select[Any]:
@@ -222,6 +324,8 @@ def _read_query() -> sa.Select[Any]:
             secret_versions.c.created_at,
             secret_versions.c.comment,
             data_keys.c.wrapped_key,
+            secrets.c.id,
+            *limit_columns(secrets),
         )
         .select_from(projects)
         .join(environments, environments.c.project_id == projects.c.id)
@@ -262,6 +366,8 @@ def read_bundle_from_row(
         environment=Environment(id=row[3], project_id=row[0], name=environment, created_at=row[4]),
         stored=StoredVersion(*row[5:10]),
         wrapped_key=row[10],
+        secret_id=row[11],
+        limits=limit_state(row[12 : 12 + LIMIT_WIDTH]),
     )
 
 

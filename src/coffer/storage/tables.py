@@ -25,6 +25,18 @@ def _fk(column: str) -> sa.ForeignKey:
     return sa.ForeignKey(column, ondelete="CASCADE")
 
 
+def read_limit_columns() -> list[sa.Column[object]]:
+    """The time to live, read limit and counters of a limited secret (see
+    ``domain.read_limits``); all empty for an ordinary secret."""
+    return [
+        sa.Column("expires_at", sa.Float, nullable=True),
+        sa.Column("max_reads", sa.Integer, nullable=True),
+        sa.Column("read_count", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("burn", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("sealed_at", sa.Float, nullable=True),
+    ]
+
+
 vault_meta = sa.Table(
     "vault_meta",
     metadata,
@@ -177,7 +189,9 @@ secrets = sa.Table(
     sa.Column("current_version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    *read_limit_columns(),
     sa.UniqueConstraint("environment_id", "key"),
+    sa.Index("ix_secrets_expires_at", "expires_at"),
 )
 
 secret_versions = sa.Table(
@@ -327,4 +341,26 @@ webhook_deliveries = sa.Table(
     sa.Column("delivered_at", sa.Float, nullable=True),
     sa.Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
     sa.Index("ix_webhook_deliveries_webhook_id_created_at", "webhook_id", "created_at"),
+)
+
+# Standalone ephemeral secrets (``kind`` "secret", named by ``key`` within the organization,
+# sealed by the server) and shares (``kind`` "share", client-side ciphertext the server
+# cannot open, found by the hash of the link's token, opened only by a caller who proves it
+# holds the key: ``proof_hash`` is the hash of that proof). Each always expires.
+ephemeral_secrets = sa.Table(
+    "ephemeral_secrets",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("org_id", sa.String(26), _fk("organizations.id"), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("key", sa.String(256), nullable=False),
+    sa.Column("lookup_hash", sa.String(64), nullable=True, unique=True),
+    sa.Column("proof_hash", sa.String(64), nullable=True),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+    sa.Column("created_by", sa.String(26), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    *read_limit_columns(),
+    sa.UniqueConstraint("org_id", "kind", "key"),
+    sa.Index("ix_ephemeral_secrets_expires_at", "expires_at"),
 )

@@ -1,4 +1,5 @@
-"""Secrets of one environment: list, set, get, delete, history and rollback.
+"""Secrets of one environment: list, set, get, head, change limits, delete, history and
+rollback.
 
 Keys may contain "/" (folders), so they are the last path segment(s) of each route.
 """
@@ -7,23 +8,51 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.key_path import register_secret_key_convertor
-from coffer.api.serialize import revealed_json, secret_info_json, version_json, write_json
+from coffer.api.serialize import (
+    limit_headers,
+    revealed_json,
+    secret_info_json,
+    version_json,
+    write_json,
+)
+from coffer.domain.read_limits import LimitStatus, parse_limit_change, parse_read_limits
 from coffer.domain.secret_value import SecretValue
 
 register_secret_key_convertor()
 router = APIRouter(prefix="/api/v1/projects/{project}/environments/{environment}", tags=["secrets"])
 
 
+TTL_DESCRIPTION = "Time to live: seconds, or 30s, 5m, 2h, 7d (at most 365 days)"
+READS_DESCRIPTION = "Reads allowed before the secret is burned or sealed (1 to 1,000,000)"
+DELETE_DESCRIPTION = "Burn the secret after its last read (true) or seal it (false)"
+
+
 class SecretWrite(BaseModel):
-    """A new version's value and an optional comment."""
+    """A new version's value, an optional comment, and optional read limits."""
 
     value: str = Field(repr=False)
     comment: str | None = None
+    ttl_seconds: StrictInt | StrictStr | None = Field(default=None, description=TTL_DESCRIPTION)
+    max_reads: StrictInt | None = Field(default=None, description=READS_DESCRIPTION)
+    delete: StrictBool = Field(default=True, description=DELETE_DESCRIPTION)
+
+
+class LimitPatch(BaseModel):
+    """A change of limits: only the fields sent count; ``null`` removes a TTL or limit."""
+
+    ttl_seconds: StrictInt | StrictStr | None = Field(default=None, description=TTL_DESCRIPTION)
+    max_reads: StrictInt | None = Field(default=None, description=READS_DESCRIPTION)
+    delete: StrictBool | None = Field(default=None, description=DELETE_DESCRIPTION)
+    reset: StrictBool = Field(default=False, description="Zero the read count and unseal")
+
+    def given(self) -> dict[str, object]:
+        """The fields the request actually sent."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class Rollback(BaseModel):
@@ -52,7 +81,10 @@ async def set_secret(
     services: ServicesDep,
     run: Run,
 ) -> dict[str, Any]:
-    """Writes a new version of the secret (creating it on first write)."""
+    """Writes a new version of the secret (creating it on first write). With
+    ``ttl_seconds`` or ``max_reads`` the secret gets those limits; without them it keeps
+    its own. Each new version counts its reads afresh."""
+    limits = parse_read_limits(ttl=body.ttl_seconds, max_reads=body.max_reads, delete=body.delete)
     result = await run(
         services.secrets.set,
         caller,
@@ -61,8 +93,39 @@ async def set_secret(
         key,
         SecretValue(body.value),
         comment=body.comment,
+        limits=limits,
     )
     return write_json(result)
+
+
+@router.head("/secrets/{key:secretkey}")
+async def head_secret(
+    project: str, environment: str, key: str, caller: Caller, services: ServicesDep, run: Run
+) -> Response:
+    """Describes the secret in ``X-Coffer-*`` headers (status, version, read count, reads
+    remaining, expiry) without reading it: nothing is counted or recorded. 410 when
+    sealed."""
+    info = await run(services.secrets.info, caller, project, environment, key)
+    headers = {**limit_headers(info.limits), "X-Coffer-Version": str(info.version)}
+    status = 410 if info.limits.status is LimitStatus.SEALED else 200
+    return Response(status_code=status, headers=headers)
+
+
+@router.patch("/secrets/{key:secretkey}")
+async def change_secret_limits(
+    project: str,
+    environment: str,
+    key: str,
+    body: LimitPatch,
+    caller: Caller,
+    services: ServicesDep,
+    run: Run,
+) -> dict[str, Any]:
+    """Changes the TTL (from now), read limit or burn/seal choice, or resets the read count
+    (``reset``: unseals a sealed secret). Needs write access."""
+    change = parse_limit_change(body.given())
+    info = await run(services.secrets.change_limits, caller, project, environment, key, change)
+    return secret_info_json(info)
 
 
 @router.get("/secrets/{key:secretkey}")
@@ -76,7 +139,9 @@ async def get_secret(
     version: int | None = Query(default=None, description="A past version; default current"),
     expand: bool = Query(default=False, description="Expand ${...} references"),
 ) -> dict[str, Any]:
-    """Returns the value of the current (or given) version. Recorded as ``secret.read``."""
+    """Returns the value of the current (or given) version. Recorded as ``secret.read``;
+    a limited secret's read is counted, and its last allowed read burns or seals it. 404
+    for a burned or expired secret, 410 for a sealed one."""
     secret = await run(
         services.secrets.get, caller, project, environment, key, version=version, expand=expand
     )

@@ -1,0 +1,56 @@
+"""The read-limit rules every limited secret shares, vault secret or ephemeral alike:
+count a read exactly once, refuse a sealed or spent one, and say what the last read does."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from coffer.domain.errors import CofferError
+from coffer.domain.events import Event
+from coffer.domain.read_limits import LimitState
+from coffer.storage import read_limits
+
+
+def count_read(
+    conn: sa.Connection,
+    table: sa.Table,
+    row_id: str,
+    limits: LimitState,
+    *,
+    now: float,
+    missing: CofferError,
+    sealed: CofferError,
+) -> LimitState:
+    """Counts one read of a limited row and returns its state after the read (an unlimited
+    row's state comes back unchanged, uncounted). Raises ``sealed`` when it is sealed and
+    ``missing`` when it is gone, expired or out of reads, having counted nothing."""
+    if not limits.limited:
+        return limits
+    if limits.sealed_at is not None:
+        raise sealed
+    counted = read_limits.consume_read(conn, table, row_id, now)
+    if counted is not None:
+        return counted
+    latest = read_limits.current_state(conn, table, row_id)
+    if latest is not None and latest.sealed_at is not None and not latest.expired(now):
+        raise sealed
+    raise missing
+
+
+def last_read_event(state: LimitState) -> Event | None:
+    """``secret.burned`` or ``secret.sealed`` when the read that produced ``state`` was the
+    last one allowed, else None."""
+    if state.max_reads is None or state.read_count < state.max_reads:
+        return None
+    return Event.SECRET_BURNED if state.burn else Event.SECRET_SEALED
+
+
+def counters(state: LimitState) -> dict[str, str | int | None]:
+    """A limited read's counters as audit metadata records them."""
+    fields: dict[str, str | int | None] = {}
+    if state.max_reads is not None:
+        fields["read_count"] = state.read_count
+        fields["max_reads"] = state.max_reads
+    if state.expires_at is not None:
+        fields["expires_at"] = int(state.expires_at)
+    return fields
