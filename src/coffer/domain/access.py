@@ -12,6 +12,9 @@ anything; routes and CLI commands never decide.
   unexpired grant wins (environment over project over role). An owner's access is never
   narrowed, so an organization cannot lock itself out.
 * **Expiry** is evaluated at decision time, so an expired grant stops working at once.
+* **Ephemeral secrets and shares** belong to the organization, not to a project: any of its
+  identities may create and read them (``ephemeral.use``); changing or deleting someone
+  else's, and pruning, takes an admin (``ephemeral.manage``).
 
 ``decide`` is pure: it takes the actor (with its role, grants and restrictions), the action,
 the resource names and the request's source address, and returns a ``Decision``.

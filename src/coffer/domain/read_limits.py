@@ -49,6 +49,14 @@ class ReadLimits:
         """True when the secret has a TTL or a read limit."""
         return self.ttl_seconds is not None or self.max_reads is not None
 
+    def state_from(self, now: float) -> LimitState:
+        """The state of a secret given these limits at ``now``, before any read."""
+        return LimitState(
+            expires_at=None if self.ttl_seconds is None else now + self.ttl_seconds,
+            max_reads=self.max_reads,
+            burn=self.burn,
+        )
+
     def audit_fields(self) -> dict[str, str | int | None]:
         """The limits as ``secret.created``/``secret.updated`` metadata records them."""
         fields: dict[str, str | int | None] = {

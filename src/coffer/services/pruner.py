@@ -49,8 +49,8 @@ class Pruner:
             with self._engine.begin() as conn:
                 vault = secret_store.expired_secrets(conn, now, BATCH, org_id=org_id)
                 for place in vault:
-                    self._ops.destroy_expired(conn, ctx, place, Event.SECRET_PRUNED)
-                counts["secrets"] += len(vault)
+                    if self._ops.destroy_expired(conn, ctx, place, Event.SECRET_PRUNED):
+                        counts["secrets"] += 1
                 rows = ephemeral_store.expired(conn, now, BATCH, org_id=org_id)
                 for row in rows:
                     if self._ephemeral.destroy(conn, ctx, row, Event.SECRET_PRUNED):

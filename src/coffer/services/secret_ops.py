@@ -7,7 +7,7 @@ transaction."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
@@ -210,11 +210,13 @@ class SecretOps:
             comment=comment,
             now=now,
         )
+        state = row.limits
         if limits is not None and limits.limited:
             read_limits.apply_limits(conn, secrets, row.id, limits, now)
+            state = limits.state_from(now)
         elif row.limits.read_count or row.limits.sealed_at is not None:
             read_limits.reset_reads(conn, secrets, row.id)
-        state = read_limits.current_state(conn, secrets, row.id) or NO_LIMITS
+            state = replace(row.limits, read_count=0, sealed_at=None)
         created = version == 1
         limit_fields = limits.audit_fields() if limits is not None and limits.limited else {}
         self.audit.append(
@@ -376,10 +378,13 @@ class SecretOps:
         ctx: CallContext | None,
         place: ExpiredSecret,
         event: Event,
-    ) -> None:
+    ) -> bool:
         """Destroys a secret past its TTL and records ``event`` (``secret.expired`` when
-        found on access, ``secret.pruned`` by the pruner, whose ``ctx`` may be None)."""
+        found on access, ``secret.pruned`` by the pruner, whose ``ctx`` may be None).
+        Returns False, recording nothing, when someone else destroyed it first."""
         versions = secret_store.delete_secret(conn, place.id)
+        if not versions:
+            return False
         self.audit.append(
             conn,
             ctx,
@@ -390,3 +395,4 @@ class SecretOps:
             metadata={"expired_at": int(place.expires_at), "versions_destroyed": versions},
             org_id=place.org_id,
         )
+        return True

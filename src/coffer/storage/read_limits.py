@@ -79,13 +79,14 @@ def apply_limits(
     conn: sa.Connection, table: sa.Table, row_id: str, limits: ReadLimits, now: float
 ) -> None:
     """Gives the row these limits (the TTL counted from ``now``) with no reads counted."""
+    state = limits.state_from(now)
     conn.execute(
         sa.update(table)
         .where(table.c.id == row_id)
         .values(
-            expires_at=None if limits.ttl_seconds is None else now + limits.ttl_seconds,
-            max_reads=limits.max_reads,
-            burn=limits.burn,
+            expires_at=state.expires_at,
+            max_reads=state.max_reads,
+            burn=state.burn,
             read_count=0,
             sealed_at=None,
         )
