@@ -126,7 +126,7 @@ def _describe(info: EphemeralInfo) -> str:
     return (", ".join(parts) or "It can be revealed") + "."
 
 
-@router.get("/s/{token}", include_in_schema=False)
+@router.api_route("/s/{token}", methods=["GET", "HEAD"], include_in_schema=False)
 async def share_page(token: str, services: ServicesDep, run: Run) -> HTMLResponse:
     """The interstitial page of a share link. Shows what the link allows and a reveal
     button; counts nothing (previews and scanners only ever load this page)."""
@@ -150,7 +150,7 @@ async def share_page(token: str, services: ServicesDep, run: Run) -> HTMLRespons
     return _page("A secret was shared with you", body, status=200)
 
 
-@router.get("/assets/{name}", include_in_schema=False)
+@router.api_route("/assets/{name}", methods=["GET", "HEAD"], include_in_schema=False)
 async def asset(name: str) -> Response:
     """The share page's script and style sheet."""
     media_type = _ASSETS.get(name)

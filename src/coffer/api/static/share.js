@@ -61,7 +61,10 @@
         body: JSON.stringify({ proof: await proofOf(raw) }),
       }
     );
-    if (response.status === 404) { say("This link has expired or was already opened."); return; }
+    if (response.status === 404) {
+      say("This link has expired, was already opened, or its key is wrong.");
+      return;
+    }
     if (response.status === 410) { say("This share is sealed: its read limit was reached."); return; }
     if (!response.ok) { say("The server could not hand out this share (" + response.status + ")."); return; }
     var body = await response.json();
