@@ -26,6 +26,7 @@ from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs, Job
 from coffer.services.container import Services
 from coffer.services.ephemeral import EphemeralService
+from coffer.services.ephemeral_rows import EphemeralRows
 from coffer.services.fast_read import FastSecretReader
 from coffer.services.keyring import Keyring
 from coffer.services.login import LoginService, SessionPolicy
@@ -36,6 +37,7 @@ from coffer.services.projects import ProjectService
 from coffer.services.pruner import Pruner
 from coffer.services.secret_ops import Limits, SecretCipher, SecretOps
 from coffer.services.secrets import SecretService
+from coffer.services.shares import ShareService
 from coffer.services.team import TeamService
 from coffer.services.throttle import RateRules, Throttle, parse_rate
 from coffer.services.tokens import TokenService
@@ -105,8 +107,8 @@ def build_services(settings: Settings) -> Services:
     webhooks = WebhookService(
         engine, kek, audit, gate, WebhookPoster(allow=settings.outbound_allow)
     )
-    ephemeral = EphemeralService(engine, kek, audit, gate, limits)
-    pruner = Pruner(engine, ops, ephemeral, gate)
+    ephemeral_rows = EphemeralRows(engine, audit)
+    pruner = Pruner(engine, ops, ephemeral_rows, gate)
     consumers = LogConsumers(
         engine,
         WebhookDispatcher(engine, audit_service),
@@ -132,7 +134,8 @@ def build_services(settings: Settings) -> Services:
         access=AccessService(engine, audit, gate),
         projects=ProjectService(engine, keyring, audit, gate),
         secrets=SecretService(engine, ops, limits, gate),
-        ephemeral=ephemeral,
+        ephemeral=EphemeralService(engine, kek, ephemeral_rows, gate, limits),
+        shares=ShareService(engine, ephemeral_rows, gate, limits),
         pruner=pruner,
         transfer=TransferService(engine, ops, limits, gate),
         fast_reader=FastSecretReader(engine, cipher, audit, throttle),

@@ -19,6 +19,7 @@ from coffer.services.mfa import MfaService
 from coffer.services.projects import ProjectService
 from coffer.services.pruner import Pruner
 from coffer.services.secrets import SecretService
+from coffer.services.shares import ShareService
 from coffer.services.team import TeamService
 from coffer.services.throttle import Throttle
 from coffer.services.tokens import TokenService
@@ -42,6 +43,7 @@ class Services:
     projects: ProjectService
     secrets: SecretService
     ephemeral: EphemeralService
+    shares: ShareService
     pruner: Pruner
     transfer: TransferService
     fast_reader: FastSecretReader

@@ -17,7 +17,7 @@ from coffer.domain.access import Action
 from coffer.domain.events import Event
 from coffer.domain.models import CallContext, EphemeralKind, PruneReport
 from coffer.services.access import AccessGate
-from coffer.services.ephemeral import EphemeralService
+from coffer.services.ephemeral_rows import EphemeralRows
 from coffer.services.secret_ops import SecretOps
 from coffer.storage import ephemeral_store, secret_store
 from coffer.storage.database import scrub_deleted
@@ -29,7 +29,7 @@ class Pruner:
     """Removes expired secrets, in one organization or all."""
 
     def __init__(
-        self, engine: Engine, ops: SecretOps, ephemeral: EphemeralService, gate: AccessGate
+        self, engine: Engine, ops: SecretOps, ephemeral: EphemeralRows, gate: AccessGate
     ) -> None:
         self._engine = engine
         self._ops = ops

@@ -9,11 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.key_path import register_secret_key_convertor
-from coffer.api.routes.secrets import DELETE_DESCRIPTION, READS_DESCRIPTION, TTL_DESCRIPTION
+from coffer.api.routes.secrets import (
+    DELETE_DESCRIPTION,
+    READS_DESCRIPTION,
+    TTL_DESCRIPTION,
+    TtlSeconds,
+)
 from coffer.api.serialize import ephemeral_json, limit_headers, limits_json
 from coffer.domain.read_limits import LimitStatus, parse_limit_change, parse_read_limits
 from coffer.domain.secret_value import SecretValue
@@ -29,7 +34,7 @@ class EphemeralCreate(BaseModel):
 
     key: str
     value: str = Field(repr=False)
-    ttl_seconds: StrictInt | StrictStr | None = Field(default=None, description=TTL_DESCRIPTION)
+    ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)
     max_reads: StrictInt | None = Field(default=None, description=READS_DESCRIPTION)
     delete: StrictBool = Field(default=True, description=DELETE_DESCRIPTION)
 
@@ -39,7 +44,7 @@ class EphemeralPatch(BaseModel):
     a read limit."""
 
     value: str | None = Field(default=None, repr=False)
-    ttl_seconds: StrictInt | StrictStr | None = Field(default=None, description=TTL_DESCRIPTION)
+    ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)
     max_reads: StrictInt | None = Field(default=None, description=READS_DESCRIPTION)
     delete: StrictBool | None = Field(default=None, description=DELETE_DESCRIPTION)
     reset: StrictBool = Field(default=False, description="Zero the read count and unseal")

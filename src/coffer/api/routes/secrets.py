@@ -6,10 +6,10 @@ Keys may contain "/" (folders), so they are the last path segment(s) of each rou
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictInt, WithJsonSchema
 
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.key_path import register_secret_key_convertor
@@ -27,6 +27,11 @@ register_secret_key_convertor()
 router = APIRouter(prefix="/api/v1/projects/{project}/environments/{environment}", tags=["secrets"])
 
 
+# Any JSON value: the domain's parser names ``ttl_seconds`` in its error whatever the type
+# (a pydantic union would name a branch such as ``ttl_seconds.int``).
+TtlSeconds = Annotated[
+    Any, WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "null"}]})
+]
 TTL_DESCRIPTION = "Time to live: seconds, or 30s, 5m, 2h, 7d (at most 365 days)"
 READS_DESCRIPTION = "Reads allowed before the secret is burned or sealed (1 to 1,000,000)"
 DELETE_DESCRIPTION = "Burn the secret after its last read (true) or seal it (false)"
@@ -37,7 +42,7 @@ class SecretWrite(BaseModel):
 
     value: str = Field(repr=False)
     comment: str | None = None
-    ttl_seconds: StrictInt | StrictStr | None = Field(default=None, description=TTL_DESCRIPTION)
+    ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)
     max_reads: StrictInt | None = Field(default=None, description=READS_DESCRIPTION)
     delete: StrictBool = Field(default=True, description=DELETE_DESCRIPTION)
 
@@ -45,7 +50,7 @@ class SecretWrite(BaseModel):
 class LimitPatch(BaseModel):
     """A change of limits: only the fields sent count; ``null`` removes a TTL or limit."""
 
-    ttl_seconds: StrictInt | StrictStr | None = Field(default=None, description=TTL_DESCRIPTION)
+    ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)
     max_reads: StrictInt | None = Field(default=None, description=READS_DESCRIPTION)
     delete: StrictBool | None = Field(default=None, description=DELETE_DESCRIPTION)
     reset: StrictBool = Field(default=False, description="Zero the read count and unseal")

@@ -18,10 +18,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from coffer.api.context import Caller, Run, ServicesDep
-from coffer.api.routes.secrets import DELETE_DESCRIPTION, READS_DESCRIPTION, TTL_DESCRIPTION
+from coffer.api.routes.secrets import (
+    DELETE_DESCRIPTION,
+    READS_DESCRIPTION,
+    TTL_DESCRIPTION,
+    TtlSeconds,
+)
 from coffer.api.serialize import iso, limit_headers, limits_json
 from coffer.domain.errors import InvalidInput, NotFound
 from coffer.domain.models import EphemeralInfo
@@ -38,7 +43,7 @@ class ShareCreate(BaseModel):
 
     ciphertext: str = Field(description="Base64 of the AES-256-GCM envelope (crypto.share)")
     proof: str = Field(description="URL-safe base64 SHA-256 proof of the key (43 chars)")
-    ttl_seconds: StrictInt | StrictStr | None = Field(default=None, description=TTL_DESCRIPTION)
+    ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)
     max_reads: StrictInt | None = Field(default=1, description=READS_DESCRIPTION)
     delete: StrictBool = Field(default=True, description=DELETE_DESCRIPTION)
 
@@ -64,7 +69,7 @@ async def create_share(
     path, shown once; append ``#`` and the key to make the link."""
     limits = parse_read_limits(ttl=body.ttl_seconds, max_reads=body.max_reads, delete=body.delete)
     envelope = _decode_envelope(body.ciphertext)
-    created = await run(services.ephemeral.create_share, caller, envelope, body.proof, limits)
+    created = await run(services.shares.create, caller, envelope, body.proof, limits)
     return {
         "id": created.info.key,
         "token": created.token,
@@ -76,7 +81,7 @@ async def create_share(
 @router.head("/api/v1/shares/{token}")
 async def head_share(token: str, services: ServicesDep, run: Run) -> Response:
     """Describes the share in ``X-Coffer-*`` headers without reading it. No token needed."""
-    info = await run(services.ephemeral.share_info, token)
+    info = await run(services.shares.info, token)
     status = 410 if info.limits.status is LimitStatus.SEALED else 200
     return Response(status_code=status, headers=limit_headers(info.limits))
 
@@ -88,7 +93,7 @@ async def reveal_share(
     """Counts one read and returns the ciphertext (base64), for the holder of the whole
     link. 404 for a wrong, expired or spent link or a wrong proof; 410 when sealed."""
     opened = await run(
-        services.ephemeral.open_share,
+        services.shares.open,
         token,
         body.proof,
         source_ip=request.client.host if request.client else None,
@@ -131,7 +136,7 @@ async def share_page(token: str, services: ServicesDep, run: Run) -> HTMLRespons
     """The interstitial page of a share link. Shows what the link allows and a reveal
     button; counts nothing (previews and scanners only ever load this page)."""
     try:
-        info = await run(services.ephemeral.share_info, token)
+        info = await run(services.shares.info, token)
     except NotFound:
         return _page(
             "This link has expired",
