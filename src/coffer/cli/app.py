@@ -10,11 +10,13 @@ from coffer.cli.commands import (
     access,
     account,
     audit,
+    ephemeral,
     local,
     mfa,
     projects,
     run,
     secrets,
+    share,
     team,
     tokens,
     transfer,
@@ -56,6 +58,9 @@ app.command("accept-invite")(account.accept_invite)
 app.add_typer(projects.projects_app, name="projects")
 app.add_typer(projects.envs_app, name="envs")
 app.add_typer(secrets.secrets_app, name="secrets")
+app.add_typer(ephemeral.ephemeral_app, name="ephemeral")
+app.add_typer(share.share_app, name="share")
+app.command("prune")(ephemeral.prune)
 app.add_typer(team.members_app, name="members")
 app.add_typer(team.org_app, name="org")
 app.add_typer(tokens.tokens_app, name="tokens")

@@ -32,6 +32,19 @@ _BY_CODE: dict[str, type[err.CofferError]] = {
     )
 }
 
+# HEAD answers have no body: their status alone names the error family and the message
+# ("{what}" is what the caller asked about).
+_HEAD_ERRORS: dict[int, tuple[type[err.CofferError], str]] = {
+    400: (err.InvalidInput, "the server refused to describe {what} (HTTP 400)"),
+    401: (
+        err.Unauthenticated,
+        "the server refused the token (HTTP 401): it may have expired or been revoked; "
+        "run `coffer login`",
+    ),
+    403: (err.AccessDenied, "not allowed to see {what} (HTTP 403)"),
+    404: (err.NotFound, "{what} not found"),
+}
+
 
 def path_part(name: str) -> str:
     """Quotes one path segment (project, environment); a key keeps its "/" separators."""
@@ -127,6 +140,27 @@ class ApiClient:
         if response.is_success:
             return response
         raise self._error(response)
+
+    def head(self, path: str, *, what: str, authenticated: bool = True) -> httpx.Response:
+        """Sends ``HEAD path`` and returns the response when 2xx or 410 Gone (a sealed secret
+        still describes itself in its headers). A HEAD answer has no body to carry the
+        server's message: any other status raises the CofferError of its family with a
+        message naming ``what`` (404: "``what`` not found")."""
+        headers = self._auth_headers() if authenticated else {}
+        try:
+            response = self._http.request("HEAD", path, headers=headers)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+        if response.is_success or response.status_code == 410:
+            return response
+        status = response.status_code
+        if status == 429:
+            seconds = _retry_after(response)
+            raise err.RateLimited(f"too many requests (retry in {seconds} s)", retry_after=seconds)
+        family, message = _HEAD_ERRORS.get(
+            status, (err.CofferError, f"server answered HTTP {status}")
+        )
+        raise family(message.format(what=what))
 
     def stream(self, path: str, params: dict[str, Any] | None = None) -> Iterator[bytes]:
         """Yields the body of an authenticated ``GET path`` as it arrives, for downloads
