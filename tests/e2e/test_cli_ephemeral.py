@@ -595,7 +595,7 @@ def test_prune_destroys_what_is_past_its_ttl(cli: Cli, project: tuple[str, ...])
 
 
 BAD_LIMITS = [
-    (("--ttl", "0"), "error [ttl_seconds]: ttl_seconds must be at least 1 seconds\n"),
+    (("--ttl", "0"), "error [ttl_seconds]: ttl_seconds must be at least 1 second\n"),
     (
         ("--ttl", "10y"),
         "error [ttl_seconds]: ttl_seconds must be a duration such as 30s, 5m, 2h or 7d\n",

@@ -73,6 +73,7 @@ MISSING = {
     "org": "nosuchorg",
     "entry": "01NOSUCHENTRY0000000000000",
     "webhook": "01NOSUCHWEBHOOK00000000000",
+    "ephemeral": "nosuch/ephemeral",
 }
 GRANT_SECONDS = 2.0
 

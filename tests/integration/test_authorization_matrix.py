@@ -11,6 +11,7 @@ A route missing from the table fails ``test_every_route_is_in_the_matrix``.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from coffer.api.app import create_fastapi
+from coffer.crypto.share_cipher import decode_share_key, open_share, seal_share, share_proof
 from coffer.crypto.totp import current_code
 from coffer.services.container import Services
 from tests.integration.authorization_world import (
@@ -390,6 +392,91 @@ def accept_invitation(w: World, who: Identity, t: Target) -> Call:
     )
 
 
+EPHEMERAL = f"{API}/ephemeral"
+EPHEMERAL_VALUE = f"{SECRET_MARK}-ephemeral"
+
+
+def patch_fresh_limits(env: str) -> Builder:
+    """A limit change of a new limited secret of the owner's."""
+
+    def build(w: World, who: Identity, t: Target) -> Call:
+        key = w.unique("matrix/limited")
+        w.as_owner("PUT", secret_url(t.home, env, key), json={"value": "v", "max_reads": 3})
+        return Call("PATCH", secret_url(t.project(), env, key), json={"max_reads": 5})
+
+    return build
+
+
+def owners_ephemeral(w: World) -> str:
+    """A new ephemeral secret of acme's owner; returns its name."""
+    key = w.unique("matrix/eph")
+    w.as_owner("POST", EPHEMERAL, json={"key": key, "value": EPHEMERAL_VALUE})
+    return key
+
+
+def on_owners_ephemeral(method: str, **kwargs: Any) -> Builder:
+    """A request on a new ephemeral secret that acme's owner created."""
+    return lambda w, who, t: Call(
+        method, f"{EPHEMERAL}/{t.pick('ephemeral', owners_ephemeral(w))}", **kwargs
+    )
+
+
+def create_ephemeral(w: World, who: Identity, t: Target) -> Call:
+    body = {"key": w.unique("matrix/made"), "value": "v"}
+    return Call("POST", EPHEMERAL, json=body)
+
+
+def on_own_ephemeral(method: str, **kwargs: Any) -> Builder:
+    """A request on an ephemeral secret the caller created just before (if they could)."""
+
+    def build(w: World, who: Identity, t: Target) -> Call:
+        key = w.unique("matrix/mine")
+        w.client.post(EPHEMERAL, json={"key": key, "value": "v"}, headers=bearer(who.token))
+        return Call(method, f"{EPHEMERAL}/{key}", **kwargs)
+
+    return build
+
+
+SHARED = SECRET_MARK.encode()
+SHARE_KEY = bytes(range(32))  # one known key, so a check can open what a reveal returns
+
+
+def share_body() -> tuple[dict[str, Any], str]:
+    """A share's creation body (a value sealed as the CLI does, under ``SHARE_KEY``) and its
+    link's key text."""
+    key_text, envelope = seal_share(SHARED, key=SHARE_KEY)
+    body = {
+        "ciphertext": base64.b64encode(envelope).decode("ascii"),
+        "proof": share_proof(decode_share_key(key_text)),
+    }
+    return body, key_text
+
+
+def create_share(w: World, who: Identity, t: Target) -> Call:
+    return Call("POST", f"{API}/shares", json=share_body()[0])
+
+
+def owners_share(w: World) -> tuple[str, str]:
+    """A new share of acme's owner: its link token and its key text."""
+    body, key_text = share_body()
+    token: str = w.as_owner("POST", f"{API}/shares", json=body).json()["token"]
+    return token, key_text
+
+
+def head_share(w: World, who: Identity, t: Target) -> Call:
+    return Call("HEAD", f"{API}/shares/{owners_share(w)[0]}")
+
+
+def share_page(w: World, who: Identity, t: Target) -> Call:
+    return Call("GET", f"/s/{owners_share(w)[0]}")
+
+
+def reveal_share(w: World, who: Identity, t: Target) -> Call:
+    token, key_text = owners_share(w)
+    proof = share_proof(decode_share_key(key_text))
+    return Call("POST", f"{API}/shares/{token}/reveal", json={"proof": proof})
+
+
 # --- checks of allowed answers ------------------------------------------------------------
 
 
@@ -409,6 +496,21 @@ def sees_environments(who: str, response: httpx.Response) -> str | None:
     if who == DEV:
         return None if "production" not in envs and "development" in envs else f"{envs}"
     return None if set(ENVS) <= envs else f"{envs}"
+
+
+def reveals_ephemeral(who: str, response: httpx.Response) -> str | None:
+    value = response.json()["value"]
+    return None if value == EPHEMERAL_VALUE else f"value {value!r}"
+
+
+def opens_share(who: str, response: httpx.Response) -> str | None:
+    envelope = base64.b64decode(response.json()["ciphertext"])
+    key_text = share_body()[1]
+    return None if open_share(key_text, envelope) == SHARED else "the reveal does not open"
+
+
+def shows_reveal_button(who: str, response: httpx.Response) -> str | None:
+    return None if 'id="reveal"' in response.text else "no reveal button"
 
 
 def reveals(env: str) -> Check:
@@ -453,6 +555,8 @@ def _secret_cases() -> list[Case]:
             Case("POST", f"{E}/rollback/{{key}}", env, rollback(env), write),
             Case("POST", f"{E}/import", env, import_into(env), write),
             Case("GET", f"{E}/export", env, export_from(env), read),
+            Case("HEAD", f"{E}/secrets/{{key}}", env, in_secret("HEAD", env), read),
+            Case("PATCH", f"{E}/secrets/{{key}}", env, patch_fresh_limits(env), write),
         ]
     return cases
 
@@ -650,6 +754,63 @@ CASES: list[Case] = [
         "dry run staging to production",
         promote("staging", "production", dry_run=True),
         readers("staging") & readers("production"),
+    ),
+    Case("POST", EPHEMERAL, "create", create_ephemeral, VALID, scoped=False),
+    Case("GET", EPHEMERAL, "list", fixed("GET", EPHEMERAL), VALID, scoped=False),
+    Case(
+        "GET",
+        f"{EPHEMERAL}/{{key}}",
+        "anyone's",
+        on_owners_ephemeral("GET"),
+        VALID,
+        check=reveals_ephemeral,
+    ),
+    Case("HEAD", f"{EPHEMERAL}/{{key}}", "anyone's", on_owners_ephemeral("HEAD"), VALID),
+    Case(
+        "PATCH",
+        f"{EPHEMERAL}/{{key}}",
+        "another's",
+        on_owners_ephemeral("PATCH", json={"max_reads": 5}),
+        STAFF,
+    ),
+    Case(
+        "PATCH",
+        f"{EPHEMERAL}/{{key}}",
+        "own",
+        on_own_ephemeral("PATCH", json={"max_reads": 5}),
+        VALID,
+        scoped=False,
+    ),
+    Case("DELETE", f"{EPHEMERAL}/{{key}}", "another's", on_owners_ephemeral("DELETE"), STAFF),
+    Case("DELETE", f"{EPHEMERAL}/{{key}}", "own", on_own_ephemeral("DELETE"), VALID, scoped=False),
+    Case("POST", f"{API}/prune", "org", fixed("POST", f"{API}/prune"), STAFF, scoped=False),
+    Case("POST", f"{API}/shares", "create", create_share, VALID, scoped=False),
+    Case("HEAD", f"{API}/shares/{{token}}", "public", head_share, EVERYONE, public=True),
+    Case(
+        "POST",
+        f"{API}/shares/{{token}}/reveal",
+        "public",
+        reveal_share,
+        EVERYONE,
+        public=True,
+        check=opens_share,
+    ),
+    Case(
+        "GET",
+        "/s/{token}",
+        "public",
+        share_page,
+        EVERYONE,
+        public=True,
+        check=shows_reveal_button,
+    ),
+    Case(
+        "GET",
+        "/assets/{name}",
+        "public",
+        fixed("GET", "/assets/share.js"),
+        EVERYONE,
+        public=True,
     ),
 ]
 

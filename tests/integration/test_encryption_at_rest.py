@@ -3,6 +3,7 @@ to their row, and project deletion destroying its data keys."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,16 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
-from coffer.storage.tables import data_keys, environments, projects, secret_versions, secrets
+from coffer.crypto.share_cipher import decode_share_key, seal_share, share_proof
+from coffer.crypto.tokens import hash_token
+from coffer.storage.tables import (
+    data_keys,
+    environments,
+    ephemeral_secrets,
+    projects,
+    secret_versions,
+    secrets,
+)
 from tests.conftest import Vault
 from tests.integration.api_helpers import (
     PROJECTS,
@@ -328,3 +338,176 @@ def test_deleted_key_material_is_gone_from_the_sqlite_files(
         if material in content
     ]
     assert still_there == [], "deleted key material (file, item) still on disk"
+
+
+# -- ephemeral secrets, shares and limited secrets ----------------------------------------------
+
+EPHEMERAL = "/api/v1/ephemeral"
+EPHEMERAL_VALUES = {
+    "atrest/eph": "atrest-eph-P4sW9dX2cV7bN1mQ",
+    "atrest/eph-limited": "atrest-eph-limited-T6yU3iO8pA2sD5fG",
+}
+EPHEMERAL_REPLACED = "atrest-eph-replaced-K1lJ4hG7fD9sA3zX"
+SHARED = b"atrest-share-R8tY2uI5oP1aS4dF"
+
+
+def _ephemeral_ciphertext(vault: Vault, key: str) -> bytes:
+    with vault.services.engine.connect() as conn:
+        return bytes(
+            conn.execute(
+                sa.select(ephemeral_secrets.c.ciphertext).where(ephemeral_secrets.c.key == key)
+            ).scalar_one()
+        )
+
+
+def _store_ephemeral_values(api: TestClient, project: str) -> tuple[str, str]:
+    """Ephemeral secrets (one replaced, one read), a limited vault secret and a share;
+    returns the share's key text and link token."""
+    for key, value in EPHEMERAL_VALUES.items():
+        created = api.post(EPHEMERAL, json={"key": key, "value": value, "max_reads": 5})
+        assert created.status_code == 201, created.text
+    assert api.get(f"{EPHEMERAL}/atrest/eph-limited").status_code == 200
+    replaced = api.patch(f"{EPHEMERAL}/atrest/eph", json={"value": EPHEMERAL_REPLACED})
+    assert replaced.status_code == 200, replaced.text
+    limited = api.put(
+        secret_path(project, DEV, "ATREST_LIMITED"),
+        json={"value": UPDATED, "max_reads": 3, "ttl_seconds": 3600},
+    )
+    assert limited.status_code == 200, limited.text
+    assert get_value(api, project, DEV, "ATREST_LIMITED") == UPDATED
+    key_text, envelope = seal_share(SHARED)
+    share = api.post(
+        "/api/v1/shares",
+        json={
+            "ciphertext": base64.b64encode(envelope).decode(),
+            "proof": share_proof(decode_share_key(key_text)),
+        },
+    )
+    assert share.status_code == 201, share.text
+    token: str = share.json()["token"]
+    return key_text, token
+
+
+def _ephemeral_plaintexts() -> list[bytes]:
+    texts = [*EPHEMERAL_VALUES.values(), EPHEMERAL_REPLACED, UPDATED]
+    return [t.encode("utf-8") for t in texts] + [SHARED]
+
+
+def test_sqlite_files_hold_no_ephemeral_or_shared_plaintext(
+    api: TestClient, vault: Vault, project: str
+) -> None:
+    """The raw db, -wal and -shm files hold no ephemeral value (first or replaced), no
+    limited secret's value, and no share plaintext, key text or link token."""
+    _require_sqlite(vault)
+    key_text, token = _store_ephemeral_values(api, project)
+    everything = b"".join(_sqlite_files(vault).values())
+    assert b"atrest/eph-limited" in everything  # names are plaintext: the files are the right ones
+    assert hash_token(token).encode() in everything
+    for plaintext in _ephemeral_plaintexts():
+        assert plaintext not in everything, plaintext
+    assert key_text.encode() not in everything
+    assert decode_share_key(key_text) not in everything
+    assert token.encode() not in everything
+
+
+def test_no_table_holds_an_ephemeral_or_shared_plaintext(
+    api: TestClient, vault: Vault, project: str
+) -> None:
+    """Every column of every table, on every backend: no ephemeral value, share plaintext,
+    share key or link token; ephemeral ciphertexts are envelopes with fresh nonces."""
+    key_text, token = _store_ephemeral_values(api, project)
+    text = all_rows_text(vault.services.engine)
+    assert "atrest/eph-limited" in text
+    for plaintext in _ephemeral_plaintexts():
+        assert plaintext.decode("utf-8") not in text
+        assert plaintext.hex() not in text
+    for secret in (key_text, decode_share_key(key_text).hex(), token):
+        assert secret not in text
+    stored = [_ephemeral_ciphertext(vault, key) for key in EPHEMERAL_VALUES]
+    assert all(c[0] == 1 for c in stored)
+    assert stored[0][1:13] != stored[1][1:13]
+
+
+def test_ephemeral_ciphertext_copied_onto_another_row_does_not_decrypt(
+    api: TestClient, vault: Vault
+) -> None:
+    """An ephemeral secret's ciphertext copied onto another's row makes that read fail with
+    500 "decryption_failed", never the copied value, and counts no read."""
+    for key, value in (("source", SOURCE_VALUE), ("target", "swap-target-eph")):
+        body = {"key": key, "value": value, "max_reads": 3}
+        assert api.post(EPHEMERAL, json=body).status_code == 201
+    source = _ephemeral_ciphertext(vault, "source")
+    with vault.services.engine.begin() as conn:
+        conn.execute(
+            sa.update(ephemeral_secrets)
+            .where(ephemeral_secrets.c.key == "target")
+            .values(ciphertext=source)
+        )
+    response = api.get(f"{EPHEMERAL}/target")
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"code": "decryption_failed", "message": "decryption failed"}
+    }
+    assert SOURCE_VALUE not in response.text
+    assert api.head(f"{EPHEMERAL}/target").headers["x-coffer-read-count"] == "0"
+    assert api.get(f"{EPHEMERAL}/source").json()["value"] == SOURCE_VALUE
+
+
+def test_burned_and_pruned_material_is_gone_from_the_sqlite_files(
+    api: TestClient, vault: Vault, project: str
+) -> None:
+    """Once burned by its last read (a vault secret, an ephemeral secret, a share) and the
+    pruner has run, no ciphertext of it is left in the raw db, -wal and -shm files."""
+    _require_sqlite(vault)
+    put = api.put(secret_path(project, DEV, "BURN"), json={"value": "burn-me", "max_reads": 1})
+    assert put.status_code == 200
+    secret_id = _secret_id(vault, project, DEV, "BURN")
+    vault_ciphertext = _ciphertext(vault, secret_id, 1)
+    assert (
+        api.post(EPHEMERAL, json={"key": "burn", "value": "burn-eph", "max_reads": 1}).status_code
+        == 201
+    )
+    ephemeral_ciphertext = _ephemeral_ciphertext(vault, "burn")
+    key_text, envelope = seal_share(b"burn-share")
+    proof = share_proof(decode_share_key(key_text))
+    share = api.post(
+        "/api/v1/shares", json={"ciphertext": base64.b64encode(envelope).decode(), "proof": proof}
+    )
+    token = share.json()["token"]
+    before = b"".join(_sqlite_files(vault).values())
+    assert all(m in before for m in (vault_ciphertext, ephemeral_ciphertext, envelope))
+    assert get_value(api, project, DEV, "BURN") == "burn-me"
+    assert api.get(f"{EPHEMERAL}/burn").json()["value"] == "burn-eph"
+    assert (
+        TestClient(api.app)
+        .post(f"/api/v1/shares/{token}/reveal", json={"proof": proof})
+        .status_code
+        == 200
+    )
+    assert api.post("/api/v1/prune").status_code == 200
+    after = _sqlite_files(vault)
+    left = [
+        (name, what)
+        for name, content in after.items()
+        for what, material in (
+            ("vault", vault_ciphertext),
+            ("ephemeral", ephemeral_ciphertext),
+            ("share", envelope),
+        )
+        if material in content
+    ]
+    assert left == [], "burned material (file, what) still on disk"
+
+
+def test_a_deleted_ephemeral_secret_is_gone_from_the_sqlite_files(
+    api: TestClient, vault: Vault
+) -> None:
+    """Like a deleted vault secret, a deleted ephemeral secret leaves no ciphertext in the
+    raw db, -wal and -shm files."""
+    _require_sqlite(vault)
+    assert api.post(EPHEMERAL, json={"key": "doomed", "value": "delete-me"}).status_code == 201
+    ciphertext = _ephemeral_ciphertext(vault, "doomed")
+    assert ciphertext in b"".join(_sqlite_files(vault).values())
+    assert api.delete(f"{EPHEMERAL}/doomed").status_code == 200
+    still_there = [name for name, content in _sqlite_files(vault).items() if ciphertext in content]
+    assert still_there == []

@@ -165,11 +165,11 @@ def test_parse_duration_bounds() -> None:
     """Durations below the minimum or above the maximum are refused, saying the bound."""
     with pytest.raises(InvalidInput, match="expires_in must be at least 60 seconds"):
         parse_duration("59s", field="expires_in", minimum=60)
-    with pytest.raises(InvalidInput, match="at least 1 seconds"):
+    with pytest.raises(InvalidInput, match="at least 1 second"):
         parse_duration("0", field="expires_in")
     with pytest.raises(InvalidInput, match=r"at most 365 days \(31536000 seconds\)"):
         parse_duration("366d", field="expires_in", maximum=365 * 86400)
-    with pytest.raises(InvalidInput, match="at least 1 seconds"):
+    with pytest.raises(InvalidInput, match="at least 1 second"):
         parse_duration(-1, field="expires_in")
     assert parse_duration("365d", field="expires_in", maximum=365 * 86400) == 365 * 86400
     assert parse_duration("1m", field="expires_in", minimum=60) == 60

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 
 from coffer.crypto.aead import KEY_BYTES, new_key, open_envelope, seal
 from coffer.domain.errors import DecryptionFailed
@@ -19,6 +20,7 @@ from coffer.domain.errors import DecryptionFailed
 SHARE_AAD = b"coffer/share/v1"
 PROOF_LABEL = b"coffer/share/proof/v1"
 PROOF_CHARS = 43  # unpadded URL-safe base64 of a SHA-256 digest
+_KEY_TEXT = re.compile(r"[A-Za-z0-9_-]{43}")  # unpadded URL-safe base64 of 32 bytes
 
 
 def encode_share_key(key: bytes) -> str:
@@ -29,8 +31,10 @@ def encode_share_key(key: bytes) -> str:
 def decode_share_key(text: str) -> bytes:
     """Returns the key a link fragment carries; raises DecryptionFailed when it is not
     unpadded URL-safe base64 of exactly 32 bytes."""
+    if not isinstance(text, str) or not _KEY_TEXT.fullmatch(text):
+        raise DecryptionFailed()
     try:
-        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        key = base64.urlsafe_b64decode(text + "=")
     except (binascii.Error, ValueError):
         raise DecryptionFailed() from None
     if len(key) != KEY_BYTES:

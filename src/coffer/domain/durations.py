@@ -25,7 +25,8 @@ def parse_duration(
             raise InvalidInput(f"{field} must be a duration such as 30s, 5m, 2h or 7d", field=field)
         seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"]
     if seconds < minimum:
-        raise InvalidInput(f"{field} must be at least {minimum} seconds", field=field)
+        unit = "second" if minimum == 1 else "seconds"
+        raise InvalidInput(f"{field} must be at least {minimum} {unit}", field=field)
     if maximum is not None and seconds > maximum:
         raise InvalidInput(
             f"{field} must be at most {maximum // 86400} days ({maximum} seconds)", field=field

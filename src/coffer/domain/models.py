@@ -188,7 +188,7 @@ class RevealedEphemeral:
 class CreatedShare:
     """A new share: the token of its link (shown once, stored only as a hash) and its info."""
 
-    token: str
+    token: str = field(repr=False)
     info: EphemeralInfo
 
 

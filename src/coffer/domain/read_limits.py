@@ -156,6 +156,9 @@ class LimitChange:
     values: Mapping[str, Any]
     reset: bool = False
 
+    # Removing the read limit also clears the count and any seal: the secret is then read
+    # like an ordinary one, and a limit put back later counts from zero.
+
     def column_values(self, now: float) -> dict[str, Any]:
         """The stored columns this change sets, as of ``now``."""
         columns: dict[str, Any] = {}
@@ -164,6 +167,9 @@ class LimitChange:
             columns["expires_at"] = None if ttl is None else now + ttl
         if "max_reads" in self.values:
             columns["max_reads"] = self.values["max_reads"]
+            if self.values["max_reads"] is None:  # no limit left: nothing counted, nothing sealed
+                columns["read_count"] = 0
+                columns["sealed_at"] = None
         if "burn" in self.values:
             columns["burn"] = self.values["burn"]
         if self.reset:

@@ -32,6 +32,7 @@ from coffer.services.access import AccessGate
 from coffer.services.ephemeral_rows import EphemeralRows, info_of, with_default_ttl
 from coffer.services.secret_ops import Limits, validate_write
 from coffer.storage import ephemeral_store, read_limits
+from coffer.storage.database import scrub_deleted
 from coffer.storage.ephemeral_store import EphemeralRow
 from coffer.storage.ids import new_id
 from coffer.storage.tables import ephemeral_secrets
@@ -213,6 +214,7 @@ class EphemeralService:
             self._audit.append(
                 conn, ctx, Event.SECRET_DELETED, key=key, metadata={"kind": "ephemeral"}
             )
+        scrub_deleted(self._engine)
 
     def _authorize_change(self, ctx: CallContext, key: str) -> None:
         """Lets the creator through; anyone else needs EPHEMERAL_MANAGE (admin). Checked

@@ -13,7 +13,7 @@ from coffer.domain.errors import CofferError
 from coffer.domain.events import Event
 from coffer.domain.models import CallContext, EphemeralInfo, EphemeralKind
 from coffer.domain.read_limits import LimitState, ReadLimits
-from coffer.services.limited_reads import count_read, counters, last_read_event
+from coffer.services.limited_reads import count_read, counters, last_read_event, sealed_if_last
 from coffer.storage import ephemeral_store, read_limits
 from coffer.storage.ephemeral_store import EphemeralRow
 from coffer.storage.tables import ephemeral_secrets
@@ -87,7 +87,7 @@ class EphemeralRows:
             key=row.key,
             metadata={"kind": kind, "read_count": state.read_count, "max_reads": state.max_reads},
         )
-        return state
+        return sealed_if_last(state)
 
     def destroy(
         self, conn: sa.Connection, ctx: CallContext | None, row: EphemeralRow, event: Event

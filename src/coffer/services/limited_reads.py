@@ -3,6 +3,9 @@ count a read exactly once, refuse a sealed or spent one, and say what the last r
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import sqlalchemy as sa
 
 from coffer.domain.errors import CofferError
@@ -43,6 +46,13 @@ def last_read_event(state: LimitState) -> Event | None:
     if state.max_reads is None or state.read_count < state.max_reads:
         return None
     return Event.SECRET_BURNED if state.burn else Event.SECRET_SEALED
+
+
+def sealed_if_last(state: LimitState) -> LimitState:
+    """``state`` as the caller sees it after the read: sealed when that read sealed it."""
+    if last_read_event(state) is Event.SECRET_SEALED:
+        return replace(state, sealed_at=time.time())
+    return state
 
 
 def counters(state: LimitState) -> dict[str, str | int | None]:

@@ -21,7 +21,7 @@ from coffer.domain.names import validate_key_name
 from coffer.domain.read_limits import NO_LIMITS, LimitState, ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.keyring import Keyring
-from coffer.services.limited_reads import count_read, counters, last_read_event
+from coffer.services.limited_reads import count_read, counters, last_read_event, sealed_if_last
 from coffer.storage import read_limits, secret_store
 from coffer.storage.secret_store import ExpiredSecret, ReadBundle, SecretRow, StoredVersion
 from coffer.storage.tables import secrets
@@ -313,7 +313,7 @@ class SecretOps:
         )
         self.record_read(conn, ctx, project, env, key, stored, via=via, state=state)
         self.after_read(conn, ctx, project.name, env.name, key, secret_id, state)
-        return state
+        return sealed_if_last(state)
 
     def record_read(
         self,
