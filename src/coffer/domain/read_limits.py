@@ -151,13 +151,11 @@ class LimitChange:
     """A change to an existing secret's limits (``PATCH``). Each given field replaces the
     stored one: ``ttl_seconds`` restarts the clock from now, ``max_reads`` sets the limit,
     ``None`` in either removes it; ``burn`` picks burn or seal; ``reset`` zeroes the read
-    count and unseals a sealed secret."""
+    count and unseals a sealed secret. Removing the read limit also clears the count and any
+    seal, so a limit put back later counts from zero."""
 
     values: Mapping[str, Any]
     reset: bool = False
-
-    # Removing the read limit also clears the count and any seal: the secret is then read
-    # like an ordinary one, and a limit put back later counts from zero.
 
     def column_values(self, now: float) -> dict[str, Any]:
         """The stored columns this change sets, as of ``now``."""
