@@ -11,6 +11,7 @@ from coffer.domain.errors import (
     AccessDenied,
     CofferError,
     Conflict,
+    Contention,
     DecryptionFailed,
     Gone,
     InvalidInput,
@@ -31,6 +32,7 @@ _STATUS: tuple[tuple[type[CofferError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
     (RateLimited, 429),
+    (Contention, 503),
     (DecryptionFailed, 500),
 )
 

@@ -28,6 +28,7 @@ _BY_CODE: dict[str, type[err.CofferError]] = {
         err.NotFound,
         err.Gone,
         err.Conflict,
+        err.Contention,
         err.ConfigError,
     )
 }

@@ -16,6 +16,7 @@ families to HTTP statuses (``api/``) or exit codes (``cli/``); nothing below the
     │   └── Gone                     gone               it exists but is sealed (read limit reached)
     ├── Conflict                     conflict           the change clashes with current state
     ├── RateLimited                  rate_limited       too many requests; ``retry_after`` seconds
+    ├── Contention                   contention         conflicting requests kept rolling it back
     ├── DecryptionFailed             decryption_failed  any failure to open a ciphertext (opaque)
     ├── ConfigError                  config_error       settings, key file or database unusable
     │   └── WrongRootKey             wrong_root_key     the root key does not belong to this vault
@@ -109,6 +110,13 @@ class RateLimited(CofferError):
     def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.retry_after = max(1, int(retry_after))
+
+
+class Contention(CofferError):
+    """The database kept rolling the request back for conflicting with concurrent ones
+    (deadlocks); nothing was changed, and retrying is safe."""
+
+    code = "contention"
 
 
 class DecryptionFailed(CofferError):

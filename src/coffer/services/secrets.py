@@ -24,6 +24,7 @@ from coffer.domain.secret_value import SecretValue
 from coffer.services.access import AccessGate
 from coffer.services.lookup import require_scope
 from coffer.services.reference_reader import expand_secret
+from coffer.services.retries import retry_on_conflict
 from coffer.services.secret_ops import (
     MAX_VERSION,
     Limits,
@@ -32,7 +33,7 @@ from coffer.services.secret_ops import (
     validate_write,
 )
 from coffer.storage import read_limits, secret_store
-from coffer.storage.database import scrub_deleted
+from coffer.storage.database import scrub_deleted, serialize_counted_reads
 from coffer.storage.secret_store import ExpiredSecret, SecretRow
 from coffer.storage.tables import secrets
 
@@ -83,6 +84,7 @@ class SecretService:
                 conn, ctx, found, env, key, value, comment=comment, limits=limits
             )
 
+    @retry_on_conflict
     def get(
         self,
         ctx: CallContext,
@@ -103,6 +105,8 @@ class SecretService:
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         now = time.time()
         with self._engine.begin() as conn:
+            if expand:  # references may count further limited secrets
+                serialize_counted_reads(conn, ctx.actor.org_id)
             bundle = secret_store.fetch_for_read(
                 conn,
                 org_id=ctx.actor.org_id,

@@ -24,8 +24,10 @@ from coffer.domain.secret_value import SecretValue
 from coffer.services.access import AccessGate
 from coffer.services.lookup import require_environment, require_project, require_scope
 from coffer.services.reference_reader import expand_secret
+from coffer.services.retries import retry_on_conflict
 from coffer.services.secret_ops import Limits, SecretOps, validate_write
 from coffer.storage import secret_store
+from coffer.storage.database import serialize_counted_reads
 
 
 class TransferService:
@@ -81,6 +83,7 @@ class TransferService:
                 getattr(report, result.outcome).append(key)
         return report
 
+    @retry_on_conflict
     def export(
         self, ctx: CallContext, project: str, environment: str, *, expand: bool = True
     ) -> dict[str, SecretValue]:
@@ -90,6 +93,7 @@ class TransferService:
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
+            serialize_counted_reads(conn, ctx.actor.org_id)
             limited = secret_store.limited_secrets(conn, env.id)
             values: dict[str, SecretValue] = {}
             current = secret_store.current_versions(conn, env.id, time.time())

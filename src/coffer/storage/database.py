@@ -98,3 +98,30 @@ def scrub_deleted(engine: Engine) -> None:
         cursor.close()
     finally:
         connection.close()
+
+
+# PostgreSQL's "deadlock detected" and "could not serialize access": the transaction was
+# rolled back whole and may simply be run again.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_transient_conflict(error: BaseException) -> bool:
+    """True when ``error`` is a database conflict that rolled the transaction back and that
+    running it again may not meet (a deadlock or serialization failure)."""
+    if not isinstance(error, sa.exc.OperationalError):
+        return False
+    return getattr(error.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
+def serialize_counted_reads(conn: sa.Connection, org_id: str) -> None:
+    """Makes the caller's transaction the organization's only one counting reads of several
+    limited secrets at a time (a PostgreSQL advisory lock held until it ends), so two such
+    transactions cannot lock the same rows in opposite orders and deadlock. Transactions that
+    count a single secret need no such lock. A no-op on SQLite, where ``BEGIN IMMEDIATE``
+    already runs one writer at a time."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
+        {"name": f"coffer/counted-reads/{org_id}"},
+    )
