@@ -72,15 +72,14 @@ from server_process import (
     LIMITS_OFF,
     CpuPlan,
     ServerHandle,
-    _wait_healthy,
     base_env,
     cpu_plan,
-    free_port,
     pin_self,
     postgres_schema,
     process_cpu_seconds,
     seed,
     seed_identities,
+    spawned_server,
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -154,47 +153,24 @@ def init_vault(directory: Path, database_url: str | None) -> Vault:
 def serve(vault: Vault, label: str, plan: CpuPlan, *, audit: bool) -> Iterator[ServerHandle]:
     """Starts ``coffer server`` on ``vault`` through the launcher, with the read path's audit
     insert on or off, pinned to the server's core; stops it afterwards."""
-    port = free_port()
     log_path = vault.directory.parent / f"{label}.log"
-    server_cpus = plan.server
-
-    def _pin() -> None:  # runs in the child before exec: uvicorn's threads inherit it
-        if server_cpus is not None:
-            os.sched_setaffinity(0, server_cpus)
-
-    argv = [str(BIN / "python"), str(LAUNCHER), "on" if audit else "off", "server"]
-    argv += ["--dir", str(vault.directory), "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            argv,
-            env=vault.env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_pin,  # safe: no other thread of this script runs meanwhile
-        )
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base_url, proc, log_path, 60.0)
-        yield ServerHandle(
-            label=label,
-            base_url=base_url,
-            token=vault.token,
-            pid=proc.pid,
+        with spawned_server(
+            [str(BIN / "python"), str(LAUNCHER), "on" if audit else "off", "server"],
             directory=vault.directory,
+            env=vault.env,
+            log_path=log_path,
+            cpus=plan.server,
+            label=label,
+            token=vault.token,
             database=vault.database,
             extra={"audit": "on" if audit else "off"},
-        )
+        ) as handle:
+            yield handle
     except BaseException:
         tail = log_path.read_text(errors="replace").splitlines()[-40:]
         log(f"[{label}] server log (last 40 lines):\n" + "\n".join(tail))
         raise
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.contextmanager

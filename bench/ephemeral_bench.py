@@ -71,14 +71,13 @@ from server_process import (
     COFFER,
     CpuPlan,
     ServerHandle,
-    _wait_healthy,
     cpu_plan,
-    free_port,
     pin_self,
     postgres_schema,
     process_cpu_seconds,
     revision_source,
     running_server,
+    spawned_server,
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -264,35 +263,20 @@ def node(
     """Starts ``coffer server --dir DIRECTORY`` with ``env`` on a free 127.0.0.1 port,
     pinned to the server's core; stops it afterwards."""
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     log_path = directory.parent / f"{label}.log"
-    server_cpus = plan.server
-
-    def _pin() -> None:  # runs in the child before exec: uvicorn's threads inherit it
-        if server_cpus is not None:
-            os.sched_setaffinity(0, server_cpus)
-
-    argv = [str(COFFER), "server", "--dir", str(directory)]
-    argv += ["--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_pin,  # safe: no other thread of this script runs meanwhile
-        )
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base_url, proc, log_path, 60.0)
-        yield ServerHandle(label, base_url, token, proc.pid, directory, database)
+        with spawned_server(
+            [str(COFFER), "server"],
+            directory=directory,
+            env=env,
+            log_path=log_path,
+            cpus=plan.server,
+            label=label,
+            token=token,
+            database=database,
+        ) as handle:
+            yield handle
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         tail = log_path.read_text(errors="replace").splitlines()[-20:]
         if any("Traceback" in line or "ERROR" in line for line in tail):
             log(f"[{label}] server log (last 20 lines):\n" + "\n".join(tail))

@@ -136,7 +136,9 @@ class ServerHandle:
         )
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Waits until ``url``/healthz answers 200; raises when ``proc`` exits first (with its
+    ``log``) or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -148,6 +150,61 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: f
                 return
         time.sleep(0.1)
     raise RuntimeError(f"coffer server did not answer /healthz in {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def spawned_server(
+    argv: list[str],
+    *,
+    directory: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    cpus: frozenset[int] | None,
+    label: str,
+    token: str,
+    database: str,
+    extra: dict[str, Any] | None = None,
+    startup_timeout: float = 60.0,
+    stop_timeout: float = 15.0,
+) -> Iterator[ServerHandle]:
+    """Starts ``argv + --dir DIRECTORY --host 127.0.0.1 --port P`` (``argv`` being a ``coffer
+    server`` command line, P a free port) with ``env``, pinned to ``cpus``, its output in
+    ``log_path``; waits for /healthz, yields its handle and stops it afterwards (terminate, then
+    kill after ``stop_timeout`` seconds)."""
+    port = free_port()
+
+    def _pin() -> None:  # runs in the child before exec: uvicorn's threads inherit it
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
+    command = [*argv, "--dir", str(directory), "--host", "127.0.0.1", "--port", str(port)]
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            command,
+            env=dict(env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_pin,  # safe: no other thread of the runner runs meanwhile
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base_url, proc, log_path, startup_timeout)
+        yield ServerHandle(
+            label=label,
+            base_url=base_url,
+            token=token,
+            pid=proc.pid,
+            directory=directory,
+            database=database,
+            extra=dict(extra or {}),
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextlib.contextmanager
@@ -186,50 +243,22 @@ def running_server(
         shutil.rmtree(workdir, ignore_errors=True)
         raise RuntimeError(f"coffer init failed ({init.returncode}): {init.stderr.strip()}")
     token = json.loads(init.stdout)["token"]
-    port = free_port()
-    log = workdir / "server.log"
-    server_cpus = plan.server
-
-    def _pin() -> None:  # runs in the child before exec: uvicorn's threads inherit it
-        if server_cpus is not None:
-            os.sched_setaffinity(0, server_cpus)
-
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                str(COFFER),
-                "server",
-                "--dir",
-                str(vault),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_pin,  # safe: no other thread of the runner runs meanwhile
-        )
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base_url, proc, log, startup_timeout)
-        yield ServerHandle(
-            label=label,
-            base_url=base_url,
-            token=token,
-            pid=proc.pid,
+        with spawned_server(
+            [str(COFFER), "server"],
             directory=vault,
+            env=env,
+            log_path=workdir / "server.log",
+            cpus=plan.server,
+            label=label,
+            token=token,
             database="postgresql" if database_url else "sqlite",
             extra={"limits": dict(limits)},
-        )
+            startup_timeout=startup_timeout,
+            stop_timeout=10.0,
+        ) as handle:
+            yield handle
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
