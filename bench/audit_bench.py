@@ -167,7 +167,7 @@ def serve(vault: Vault, label: str, plan: CpuPlan, *, audit: bool) -> Iterator[S
             extra={"audit": "on" if audit else "off"},
         ) as handle:
             yield handle
-    except BaseException:
+    except Exception:
         tail = log_path.read_text(errors="replace").splitlines()[-40:]
         log(f"[{label}] server log (last 40 lines):\n" + "\n".join(tail))
         raise
