@@ -42,6 +42,7 @@ VALUE = "pässwörd ✓ 秘密 🔑\nline two <b>&amp;</b> 'q' \"qq\"\n"
 PAGE_TITLE = "A secret was shared with you · coffer"
 EXPIRED_TITLE = "This link has expired · coffer"
 LAST_READ = "This was the last read: the share is now destroyed."
+SEALED_READ = "This was the last read: the share is now sealed."
 GONE_OR_WRONG = "This link has expired, was already opened, or its key is wrong."
 # Chromium's own flags for a closed network (no background fetches of Google's services, which
 # this machine refuses) and small /dev/shm in containers. Playwright adds --no-sandbox itself.
@@ -414,7 +415,7 @@ def test_a_sealed_share_shows_the_sealed_page_after_its_last_read(
     page.locator("#reveal").click()
     page.locator("#secret").wait_for(state="visible")
     assert page.locator("#secret").text_content() == VALUE
-    assert page.locator("#status").text_content() == LAST_READ
+    assert page.locator("#status").text_content() == SEALED_READ
     assert console.errors() == []
     assert share_state(share) == (410, "1", "0")
 

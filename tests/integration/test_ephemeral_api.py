@@ -568,3 +568,119 @@ def test_expired_secrets_are_gone_at_once_and_destroyed_when_touched_or_pruned(o
     }
     assert org.call("viewer", "GET", _url(live)).json()["value"] == "still-here"
     assert org.call("viewer", "GET", _url(reuse_key)).json()["value"] == "new-life"
+
+
+# -- found in review ------------------------------------------------------------------------
+
+
+def test_a_read_of_a_value_replaced_meanwhile_counts_nothing(org: Org) -> None:
+    """A read that decrypted a value which a new value then replaced must not spend the new
+    value's reads: the counting update is pinned to the row it read (its ``updated_at``).
+    The read is answered 503 ``contention`` and the new value keeps its one read."""
+    from coffer.domain.errors import Contention
+    from coffer.domain.models import EphemeralKind
+    from coffer.services.limited_reads import count_read
+    from coffer.storage import ephemeral_store
+    from coffer.storage.tables import ephemeral_secrets
+
+    key = org.name("race")
+    _create(org, "owner", key, "old", max_reads=1)
+    engine = org.services.engine
+    org_id = _org_id(org)
+    with engine.begin() as conn:
+        before = ephemeral_store.find(conn, org_id, EphemeralKind.SECRET, key)
+    assert before is not None
+    patched = org.call("owner", "PATCH", _url(key), json={"value": "new"})
+    assert patched.status_code == 200, patched.text
+    with engine.begin() as conn, pytest.raises(Contention):
+        count_read(
+            conn,
+            ephemeral_secrets,
+            before.id,
+            before.limits,
+            updated_at=before.updated_at,
+            now=time.time(),
+            missing=LookupError("missing"),  # type: ignore[arg-type]
+            sealed=LookupError("sealed"),  # type: ignore[arg-type]
+        )
+    read = org.call("owner", "GET", _url(key))
+    assert read.status_code == 200, read.text
+    assert (read.json()["value"], read.json()["read_count"]) == ("new", 1)
+
+
+def _org_id(org: Org) -> str:
+    who = org.call("owner", "GET", f"{API}/whoami").json()
+    org_id: str = who["org_id"]
+    return org_id
+
+
+def test_an_ephemeral_secret_cannot_be_made_to_never_expire(org: Org) -> None:
+    key = org.name("forever")
+    _create(org, "owner", key, "v", ttl_seconds=600)
+    refused = org.call("owner", "PATCH", _url(key), json={"ttl_seconds": None})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == {
+        "code": "invalid_input",
+        "message": (
+            "ttl_seconds: an ephemeral secret always expires; give a new TTL instead of null"
+        ),
+        "field": "ttl_seconds",
+    }
+    assert org.call("owner", "GET", _url(key)).json()["expires_at"] is not None
+
+
+def test_a_new_value_with_a_lower_limit_counts_from_zero(org: Org) -> None:
+    key = org.name("lower")
+    _create(org, "owner", key, "v", max_reads=5)
+    for _ in range(3):
+        assert org.call("owner", "GET", _url(key)).status_code == 200
+    patched = org.call("owner", "PATCH", _url(key), json={"value": "fresh", "max_reads": 2})
+    assert patched.status_code == 200, patched.text
+    assert (
+        patched.json()["limits"]["read_count"],
+        patched.json()["limits"]["reads_remaining"],
+    ) == (
+        0,
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "field", "message"),
+    [
+        (
+            "POST",
+            {"key": "x/typo", "value": "v", "ttl": "5m"},
+            "ttl",
+            "ttl: Extra inputs are not permitted",
+        ),
+        (
+            "POST",
+            {"key": "x/seal", "value": "v", "delete": False},
+            "delete",
+            "delete=false (seal instead of burn) needs max_reads",
+        ),
+    ],
+)
+def test_misspelt_or_meaningless_limits_are_refused(
+    org: Org, method: str, body: dict[str, Any], field: str, message: str
+) -> None:
+    """A misspelt limit must not create a secret without limits, and delete=false without
+    a read limit is refused rather than ignored; nothing is stored."""
+    response = org.call("owner", method, EPHEMERAL, json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "invalid_input", "message": message, "field": field}
+    assert org.call("owner", "HEAD", _url(body["key"])).status_code == 404
+
+
+def test_raising_the_limit_of_a_sealed_secret_leaves_it_sealed_with_no_reads_left(
+    org: Org,
+) -> None:
+    key = org.name("sealed")
+    _create(org, "owner", key, "v", max_reads=1, delete=False)
+    assert org.call("owner", "GET", _url(key)).status_code == 200
+    raised = org.call("owner", "PATCH", _url(key), json={"max_reads": 5})
+    assert raised.status_code == 200, raised.text
+    limits = raised.json()["limits"]
+    assert (limits["status"], limits["reads_remaining"]) == ("sealed", 0)
+    assert org.call("owner", "GET", _url(key)).status_code == 410

@@ -812,6 +812,9 @@ BAD_LIMITS: list[tuple[dict[str, Any], int, str, str]] = [
     ({"max_reads": 1.5}, 400, "max_reads", NOT_AN_INT),
     ({"delete": "no"}, 400, "delete", NOT_A_BOOL),
     ({"delete": None}, 400, "delete", NOT_A_BOOL),
+    ({"delete": False}, 400, "delete", "delete=false (seal instead of burn) needs max_reads"),
+    ({"ttl": "5m"}, 400, "ttl", "ttl: Extra inputs are not permitted"),
+    ({"max_read": 1}, 400, "max_read", "max_read: Extra inputs are not permitted"),
     (
         {"value": MARK + "x" * 65537, "max_reads": 1},
         413,

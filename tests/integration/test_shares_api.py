@@ -468,6 +468,8 @@ def test_bad_input_names_the_field_and_changes_nothing(org: Org) -> None:
         ({"proof": "+" * 43}, 400, "proof", None),
         ({"proof": 5}, 400, "proof", None),
         ({"ttl_seconds": 0}, 400, "ttl_seconds", "ttl_seconds must be at least 1 second"),
+        ({"max_reads": None}, 400, "max_reads", "max_reads: a share needs a read limit"),
+        ({"reads": 2}, 400, "reads", "reads: Extra inputs are not permitted"),
         ({"ttl_seconds": "10y"}, 400, "ttl_seconds", None),
         ({"ttl_seconds": True}, 400, "ttl_seconds", None),
         ({"max_reads": 0}, 400, "max_reads", "max_reads must be at least 1"),

@@ -89,8 +89,11 @@ def parse_ttl(value: str | int, *, field: str = "ttl_seconds") -> int:
 def parse_read_limits(
     *, ttl: str | int | None = None, max_reads: object = None, delete: bool = True
 ) -> ReadLimits:
-    """Returns the validated limits of a write; raises InvalidInput naming ``ttl_seconds``
-    or ``max_reads`` for a value that breaks its rule."""
+    """Returns the validated limits of a write; raises InvalidInput naming ``ttl_seconds``,
+    ``max_reads`` or ``delete`` for a value that breaks its rule (``delete=false`` means
+    nothing without a read limit, so it is refused rather than ignored)."""
+    if not delete and max_reads is None:
+        raise InvalidInput("delete=false (seal instead of burn) needs max_reads", field="delete")
     return ReadLimits(
         ttl_seconds=None if ttl is None else parse_ttl(ttl),
         max_reads=None if max_reads is None else parse_max_reads(max_reads),
@@ -124,9 +127,12 @@ class LimitState:
 
     @property
     def reads_remaining(self) -> int | None:
-        """Reads left before the limit (None without one)."""
+        """Reads left before the limit (None without one; 0 while sealed, as only a reset
+        unseals)."""
         if self.max_reads is None:
             return None
+        if self.sealed_at is not None:
+            return 0
         return max(0, self.max_reads - self.read_count)
 
     def describe(self) -> dict[str, str | int | float | bool | None]:
@@ -156,6 +162,11 @@ class LimitChange:
 
     values: Mapping[str, Any]
     reset: bool = False
+
+    @property
+    def removes_ttl(self) -> bool:
+        """True when the change takes the TTL away (``ttl_seconds: null``)."""
+        return "ttl_seconds" in self.values and self.values["ttl_seconds"] is None
 
     def column_values(self, now: float) -> dict[str, Any]:
         """The stored columns this change sets, as of ``now``."""

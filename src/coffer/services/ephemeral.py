@@ -9,6 +9,7 @@ looks at them; changing or deleting one takes its creator or an admin.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -176,15 +177,22 @@ class EphemeralService:
         validate_key_name(key)
         if value is None and change is None:
             raise InvalidInput("give a value or a limit change", field="body")
+        if change is not None and change.removes_ttl:
+            raise InvalidInput(
+                "ttl_seconds: an ephemeral secret always expires; give a new TTL instead of null",
+                field="ttl_seconds",
+            )
         if value is not None:
             validate_write(key, value, None, self._limits)
         self._authorize_change(ctx, key)
         now = time.time()
         with self._engine.begin() as conn:
             row = self._live_for_update(conn, ctx, key, now)
-            after = row.limits
+            # A new value counts its reads afresh, so a new limit is checked against none.
+            before = row.limits if value is None else replace(row.limits, read_count=0)
+            after = before
             if change is not None:
-                after = change.applied_to(row.limits, now)
+                after = change.applied_to(before, now)
                 read_limits.update_limits(
                     conn, ephemeral_secrets, row.id, **change.column_values(now)
                 )

@@ -67,7 +67,14 @@ class EphemeralRows:
         allowed read, burns (``secret.burned``) or seals (``secret.sealed``) the row.
         Returns the state after the read."""
         state = count_read(
-            conn, ephemeral_secrets, row.id, row.limits, now=now, missing=missing, sealed=sealed
+            conn,
+            ephemeral_secrets,
+            row.id,
+            row.limits,
+            updated_at=row.updated_at,
+            now=now,
+            missing=missing,
+            sealed=sealed,
         )
         kind = _kind_label(row)
         self.audit.append(

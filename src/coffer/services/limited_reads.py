@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import sqlalchemy as sa
 
-from coffer.domain.errors import CofferError
+from coffer.domain.errors import CofferError, Contention
 from coffer.domain.events import Event
 from coffer.domain.read_limits import LimitState
 from coffer.storage import read_limits
@@ -20,23 +20,29 @@ def count_read(
     row_id: str,
     limits: LimitState,
     *,
+    updated_at: float,
     now: float,
     missing: CofferError,
     sealed: CofferError,
 ) -> LimitState:
-    """Counts one read of a limited row and returns its state after the read (an unlimited
-    row's state comes back unchanged, uncounted). Raises ``sealed`` when it is sealed and
-    ``missing`` when it is gone, expired or out of reads, having counted nothing."""
+    """Counts one read of a limited row, whose value as of ``updated_at`` the caller read,
+    and returns its state after the read (an unlimited row's state comes back unchanged,
+    uncounted). Raises ``sealed`` when it is sealed, ``missing`` when it is gone, expired or
+    out of reads, and Contention when a new value replaced the one read meanwhile (that
+    value's reads are its own); in each case having counted nothing."""
     if not limits.limited:
         return limits
-    if limits.sealed_at is not None:
-        raise sealed
-    counted = read_limits.consume_read(conn, table, row_id, now)
+    counted = read_limits.consume_read(conn, table, row_id, now, updated_at=updated_at)
     if counted is not None:
         return counted
-    latest = read_limits.current_state(conn, table, row_id)
-    if latest is not None and latest.sealed_at is not None and not latest.expired(now):
+    latest = read_limits.current_row(conn, table, row_id)
+    if latest is None or latest[0].expired(now):
+        raise missing
+    state, latest_update = latest
+    if state.sealed_at is not None:
         raise sealed
+    if latest_update != updated_at and state.limited:
+        raise Contention("the secret got a new value while it was read; read it again")
     raise missing
 
 

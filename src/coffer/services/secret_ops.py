@@ -238,17 +238,20 @@ class SecretOps:
         secret_id: str,
         limits: LimitState,
         *,
+        updated_at: float,
         key: str,
         environment: str,
         now: float,
     ) -> LimitState:
-        """Counts one read of a limited secret (see ``limited_reads.count_read``): raises
-        Gone when it is sealed and NotFound when it is gone, expired or out of reads."""
+        """Counts one read of a limited secret as of ``updated_at`` (see
+        ``limited_reads.count_read``): raises Gone when it is sealed and NotFound when it is
+        gone, expired or out of reads."""
         return count_read(
             conn,
             secrets,
             secret_id,
             limits,
+            updated_at=updated_at,
             now=now,
             missing=secret_not_found(key, environment),
             sealed=secret_sealed(key),
@@ -288,7 +291,16 @@ class SecretOps:
             raise secret_not_found(row.key, env.name)
         value = self.cipher.open(conn, project, env, row.key, stored)
         state = self.counted_read(
-            conn, ctx, project, env, row.key, row.id, row.limits, stored, via=via
+            conn,
+            ctx,
+            project,
+            env,
+            row.key,
+            stored,
+            secret_id=row.id,
+            limits=row.limits,
+            updated_at=row.updated_at,
+            via=via,
         )
         return value, state
 
@@ -299,17 +311,24 @@ class SecretOps:
         project: Project,
         env: Environment,
         key: str,
-        secret_id: str,
-        limits: LimitState,
         stored: StoredVersion,
         *,
+        secret_id: str,
+        limits: LimitState,
+        updated_at: float,
         via: str,
     ) -> LimitState:
-        """Counts a read of an opened version (``count_read``), records it and, after the
-        last allowed read, burns or seals the secret (``after_read``); returns the state
-        after the read."""
+        """Counts a read of an opened version of the secret as it was at ``updated_at``
+        (``count_read``), records it and, after the last allowed read, burns or seals the
+        secret (``after_read``); returns the state after the read."""
         state = self.count_read(
-            conn, secret_id, limits, key=key, environment=env.name, now=time.time()
+            conn,
+            secret_id,
+            limits,
+            updated_at=updated_at,
+            key=key,
+            environment=env.name,
+            now=time.time(),
         )
         self.record_read(conn, ctx, project, env, key, stored, via=via, state=state)
         self.after_read(conn, ctx, project.name, env.name, key, secret_id, state)

@@ -121,7 +121,16 @@ class SecretService:
                 found, env, stored = bundle.project, bundle.environment, bundle.stored
                 value = self._ops.cipher.open_bundle(bundle, key)
                 state = self._ops.counted_read(
-                    conn, ctx, found, env, key, bundle.secret_id, bundle.limits, stored, via="get"
+                    conn,
+                    ctx,
+                    found,
+                    env,
+                    key,
+                    stored,
+                    secret_id=bundle.secret_id,
+                    limits=bundle.limits,
+                    updated_at=bundle.updated_at,
+                    via="get",
                 )
                 if expand:
                     value = expand_secret(conn, ctx, self._ops, found, env, key, value)

@@ -45,14 +45,17 @@ def limit_state(values: Sequence[Any]) -> LimitState:
 
 
 def consume_read(
-    conn: sa.Connection, table: sa.Table, row_id: str, now: float
+    conn: sa.Connection, table: sa.Table, row_id: str, now: float, *, updated_at: float
 ) -> LimitState | None:
     """Counts one read of the row and returns its state after the read; None when the row
-    may not be read (gone, expired, sealed or out of reads), having changed nothing."""
+    may not be read (gone, expired, sealed or out of reads) or no longer holds the value the
+    caller read (``updated_at`` moved on: a new value counts its own reads), having changed
+    nothing."""
     statement = (
         sa.update(table)
         .where(
             table.c.id == row_id,
+            table.c.updated_at == updated_at,
             table.c.sealed_at.is_(None),
             sa.or_(table.c.expires_at.is_(None), table.c.expires_at > now),
             sa.or_(table.c.max_reads.is_(None), table.c.read_count < table.c.max_reads),
@@ -66,8 +69,21 @@ def consume_read(
 
 def current_state(conn: sa.Connection, table: sa.Table, row_id: str) -> LimitState | None:
     """Returns the row's limits as now committed, or None when the row is gone."""
-    row = conn.execute(sa.select(*limit_columns(table)).where(table.c.id == row_id)).first()
-    return None if row is None else limit_state(tuple(row))
+    found = current_row(conn, table, row_id)
+    return None if found is None else found[0]
+
+
+def current_row(
+    conn: sa.Connection, table: sa.Table, row_id: str
+) -> tuple[LimitState, float] | None:
+    """Returns the row's limits and ``updated_at`` as now committed, or None when gone."""
+    row = conn.execute(
+        sa.select(*limit_columns(table), table.c.updated_at).where(table.c.id == row_id)
+    ).first()
+    if row is None:
+        return None
+    values = tuple(row)
+    return limit_state(values[:LIMIT_WIDTH]), values[LIMIT_WIDTH]
 
 
 def seal_row(conn: sa.Connection, table: sa.Table, row_id: str, now: float) -> None:

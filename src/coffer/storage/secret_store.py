@@ -307,6 +307,7 @@ class ReadBundle:
     wrapped_key: bytes | None
     secret_id: str
     limits: LimitState
+    updated_at: float
 
 
 def _read_query() -> sa.Select[Any]:
@@ -326,6 +327,7 @@ def _read_query() -> sa.Select[Any]:
             data_keys.c.wrapped_key,
             secrets.c.id,
             *limit_columns(secrets),
+            secrets.c.updated_at,
         )
         .select_from(projects)
         .join(environments, environments.c.project_id == projects.c.id)
@@ -368,6 +370,7 @@ def read_bundle_from_row(
         wrapped_key=row[10],
         secret_id=row[11],
         limits=limit_state(row[12 : 12 + LIMIT_WIDTH]),
+        updated_at=row[12 + LIMIT_WIDTH],
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.key_path import register_secret_key_convertor
@@ -32,6 +32,8 @@ _LIMIT_FIELDS = ("ttl_seconds", "max_reads", "delete", "reset")
 class EphemeralCreate(BaseModel):
     """A new ephemeral secret: its name, value and limits (TTL one day unless given)."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt limit must not pass unnoticed
+
     key: str
     value: str = Field(repr=False)
     ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)
@@ -42,6 +44,8 @@ class EphemeralCreate(BaseModel):
 class EphemeralPatch(BaseModel):
     """A new value and/or a change of limits: only the fields sent count; ``null`` removes
     a read limit."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt limit must not pass unnoticed
 
     value: str | None = Field(default=None, repr=False)
     ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)

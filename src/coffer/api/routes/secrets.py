@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field, StrictBool, StrictInt, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, WithJsonSchema
 
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.key_path import register_secret_key_convertor
@@ -40,6 +40,8 @@ DELETE_DESCRIPTION = "Burn the secret after its last read (true) or seal it (fal
 class SecretWrite(BaseModel):
     """A new version's value, an optional comment, and optional read limits."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt limit must not pass unnoticed
+
     value: str = Field(repr=False)
     comment: str | None = None
     ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)
@@ -49,6 +51,8 @@ class SecretWrite(BaseModel):
 
 class LimitPatch(BaseModel):
     """A change of limits: only the fields sent count; ``null`` removes a TTL or limit."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt limit must not pass unnoticed
 
     ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)
     max_reads: StrictInt | None = Field(default=None, description=READS_DESCRIPTION)

@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.routes.secrets import (
@@ -41,6 +41,8 @@ _ASSETS = {"share.js": "text/javascript", "share.css": "text/css"}
 class ShareCreate(BaseModel):
     """A client-side sealed value (base64 envelope), the proof of its key, and limits."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt limit must not pass unnoticed
+
     ciphertext: str = Field(description="Base64 of the AES-256-GCM envelope (crypto.share)")
     proof: str = Field(description="URL-safe base64 SHA-256 proof of the key (43 chars)")
     ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)
@@ -50,6 +52,8 @@ class ShareCreate(BaseModel):
 
 class ShareReveal(BaseModel):
     """The proof that the caller holds the link's key."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt limit must not pass unnoticed
 
     proof: str
 
@@ -67,6 +71,8 @@ async def create_share(
 ) -> dict[str, Any]:
     """Stores a share (one read and a day unless told otherwise) and returns its link's
     path, shown once; append ``#`` and the key to make the link."""
+    if body.max_reads is None:
+        raise InvalidInput("max_reads: a share needs a read limit", field="max_reads")
     limits = parse_read_limits(ttl=body.ttl_seconds, max_reads=body.max_reads, delete=body.delete)
     envelope = _decode_envelope(body.ciphertext)
     created = await run(services.shares.create, caller, envelope, body.proof, limits)

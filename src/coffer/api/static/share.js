@@ -85,7 +85,9 @@
     output.hidden = false;
     copy.hidden = false;
     var left = body.limits.reads_remaining;
-    say(left === 0 ? "This was the last read: the share is now destroyed." :
+    var sealed = body.limits.status === "sealed";
+    say(sealed ? "This was the last read: the share is now sealed." :
+        left === 0 ? "This was the last read: the share is now destroyed." :
         left === null ? "Revealed." : "Revealed; " + left + " read(s) remain.");
     button.hidden = true;
   }
