@@ -11,6 +11,7 @@ and fails instead of skipping under ``CI=true``.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -364,3 +366,26 @@ def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> int | Non
 def unique_name(prefix: str) -> str:
     """Returns a project name unlikely to clash with another test's on a shared server."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """Returns stdout of a command that must succeed (showing everything when it did not)."""
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    return result.stdout
+
+
+def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
+    """Returns the parsed stdout of a --json command that must succeed."""
+    return json.loads(ok(result))
+
+
+def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """Returns stderr of a command that must fail with ``code`` and print nothing on stdout."""
+    assert result.returncode == code, (
+        f"expected exit {code}, got {result.returncode}\n"
+        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    assert result.stdout == ""
+    return result.stderr

@@ -22,12 +22,21 @@ from contextlib import closing
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.harness import Cli, ServerProcess, base_env, start_server, unique_name
+from tests.e2e.harness import (
+    Cli,
+    ServerProcess,
+    base_env,
+    failed,
+    ok,
+    ok_json,
+    start_server,
+    unique_name,
+)
 
 OK, INVALID_INPUT, NOT_FOUND, VERIFY_FAILED = 0, 2, 3, 9
 PROD, DEV = "production", "development"
@@ -40,29 +49,6 @@ T = TypeVar("T")
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    """Returns stdout of a command that must succeed (showing everything when it did not)."""
-    assert result.returncode == OK, (
-        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    return result.stdout
-
-
-def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
-    """Returns the parsed stdout of a --json command that must succeed."""
-    return json.loads(ok(result))
-
-
-def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
-    """Returns stderr of a command that must fail with ``code`` and print nothing on stdout."""
-    assert result.returncode == code, (
-        f"expected exit {code}, got {result.returncode}\n"
-        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    assert result.stdout == ""
-    return result.stderr
 
 
 def not_verified(result: subprocess.CompletedProcess[str]) -> str:

@@ -18,11 +18,19 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Cli, Database, ServerProcess, start_server, unique_name
+from tests.e2e.harness import (
+    Cli,
+    Database,
+    ServerProcess,
+    failed,
+    ok,
+    ok_json,
+    start_server,
+    unique_name,
+)
 
 OK, INVALID_INPUT, NOT_FOUND, UNAUTHENTICATED, CONFLICT = 0, 2, 3, 4, 5
 DEV = "development"
@@ -55,29 +63,6 @@ def server(
         yield process
     finally:
         process.stop()
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    """Returns stdout of a command that must succeed (showing everything when it did not)."""
-    assert result.returncode == OK, (
-        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    return result.stdout
-
-
-def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
-    """Returns the parsed stdout of a --json command that must succeed."""
-    return json.loads(ok(result))
-
-
-def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
-    """Returns stderr of a command that must fail with ``code`` and print nothing on stdout."""
-    assert result.returncode == code, (
-        f"expected exit {code}, got {result.returncode}\n"
-        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    assert result.stdout == ""
-    return result.stderr
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:

@@ -4,32 +4,15 @@ backend, and that nothing changed."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import (
-    Cli,
-    Database,
-    free_port,
-    start_server,
-    unique_name,
-)
+from tests.e2e.harness import Cli, Database, failed, free_port, start_server, unique_name
 
 OK, INVALID_INPUT, NOT_FOUND, UNAUTHENTICATED, CONFLICT, UNREACHABLE = 0, 2, 3, 4, 5, 6
 COMMAND_NOT_FOUND = 127
 DEV = "development"
-
-
-def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
-    """Returns stderr of a command that must fail with ``code`` and print nothing on stdout."""
-    assert result.returncode == code, (
-        f"expected exit {code}, got {result.returncode}\n"
-        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    assert result.stdout == ""
-    return result.stderr
 
 
 @pytest.fixture

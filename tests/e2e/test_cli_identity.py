@@ -31,6 +31,9 @@ from tests.e2e.harness import (
     Database,
     ServerProcess,
     base_env,
+    failed,
+    ok,
+    ok_json,
     run_coffer,
     start_server,
     unique_name,
@@ -44,29 +47,6 @@ SERVER_ENV = {"COFFER_LOGIN_RATE_LIMIT": "1000/minute"}
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    """Returns stdout of a command that must succeed (showing everything when it did not)."""
-    assert result.returncode == OK, (
-        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    return result.stdout
-
-
-def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
-    """Returns the parsed stdout of a --json command that must succeed."""
-    return json.loads(ok(result))
-
-
-def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
-    """Returns stderr of a command that must fail with ``code`` and print nothing on stdout."""
-    assert result.returncode == code, (
-        f"expected exit {code}, got {result.returncode}\n"
-        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    assert result.stdout == ""
-    return result.stderr
 
 
 def shown_once(stdout: str, label: str) -> str:

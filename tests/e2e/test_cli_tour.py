@@ -4,31 +4,16 @@ then proof that none of the values it stored reached the server's log or the raw
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from tests.e2e.harness import Cli, Database, ServerProcess, unique_name
+from tests.e2e.harness import Cli, Database, ServerProcess, ok, ok_json, unique_name
 
 DEV, STAGING, PROD = "development", "staging", "production"
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    """Returns stdout of a command that must succeed (showing everything when it did not)."""
-    assert result.returncode == 0, (
-        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    return result.stdout
-
-
-def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
-    """Returns the parsed stdout of a --json command that must succeed."""
-    return json.loads(ok(result))
 
 
 def summary_line(stdout: str, label: str) -> str:

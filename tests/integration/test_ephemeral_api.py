@@ -8,95 +8,34 @@ second organization is the costly part); every test uses names of its own.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from coffer.bootstrap import build_services, initialise_vault
-from coffer.services.container import Services
 from tests.integration.api_helpers import row_counts, secret_path
-from tests.integration.team_helpers import (
-    API,
-    OWNER_EMAIL,
-    PASSWORD,
-    bearer,
-    cheap_settings,
-    client_for,
-    create_second_org,
-    login,
-    member_token,
-)
+from tests.integration.org_world import OrgWorld as Org
+from tests.integration.org_world import served_org
+from tests.integration.team_helpers import API
 
 EPHEMERAL = f"{API}/ephemeral"
 DAY = 86_400
 MARK = "EPHLEAK-71c0de"  # a distinctive value that must never come back in an error
 
 
-@dataclass
-class Org:
-    """acme served over HTTP, with the tokens and ids of its callers and of the owner of a
-    second organization (``rival``)."""
-
-    client: TestClient
-    services: Services
-    tokens: dict[str, str] = field(default_factory=dict)
-    ids: dict[str, str] = field(default_factory=dict)
-    counter: Iterator[int] = field(default_factory=itertools.count)
-
-    def name(self, prefix: str) -> str:
-        """A key no other test of the module uses."""
-        return f"{prefix}/n{next(self.counter)}"
-
-    def call(self, who: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """A request with ``who``'s token."""
-        token = self.tokens[who]
-        response: httpx.Response = self.client.request(method, url, headers=bearer(token), **kwargs)
-        return response
-
-
 @pytest.fixture(scope="module")
 def org(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
-    """acme (owner, admin, two viewers, a machine) and rival, once per backend, served by a
-    server whose background pruner never runs."""
-    settings = cheap_settings(
+    """acme and rival (see org_world), once per backend."""
+    with served_org(
         module_database_url,
         tmp_path_factory.mktemp("ephemeral"),
-        login_rate_limit="off",
-        rate_limit_ip="off",
-        rate_limit_identity="off",
-        prune_interval=0,
-    )
-    initialise_vault(settings, "acme", owner_email=OWNER_EMAIL, owner_password=PASSWORD)
-    services = build_services(settings)
-    try:
-        with client_for(services, settings) as client:
-            world = Org(client, services)
-            world.tokens["owner"] = login(client, OWNER_EMAIL)["token"]
-            owner = world.tokens["owner"]
-            for name, role in (("admin", "admin"), ("viewer", "viewer"), ("other", "viewer")):
-                world.tokens[name] = member_token(client, owner, f"{name}@acme.test", role)
-            world.call("owner", "POST", f"{API}/projects", json={"name": "app"})
-            machine = world.call(
-                "owner", "POST", f"{API}/machines", json={"name": "robot", "scopes": ["app:read"]}
-            )
-            assert machine.status_code == 201, machine.text
-            issued = world.call("owner", "POST", f"{API}/machines/robot/tokens", json={})
-            world.tokens["robot"] = issued.json()["token"]
-            create_second_org(services, settings, "rival", "owner@rival.test")
-            world.tokens["rival"] = login(client, "owner@rival.test")["token"]
-            for who in world.tokens:
-                world.ids[who] = world.call(who, "GET", f"{API}/whoami").json()["id"]
-            yield world
-    finally:
-        services.close()
+        {"admin": "admin", "viewer": "viewer", "other": "viewer"},
+    ) as world:
+        yield world
 
 
 def _url(key: str) -> str:

@@ -13,29 +13,22 @@ import base64
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from coffer.bootstrap import build_services, initialise_vault
 from coffer.crypto.share_cipher import decode_share_key, open_share, seal_share, share_proof
 from coffer.crypto.tokens import hash_token
-from coffer.services.container import Services
 from tests.integration.api_helpers import all_rows_text, row_counts
+from tests.integration.org_world import OrgWorld as Org
+from tests.integration.org_world import served_org
 from tests.integration.team_helpers import (
     API,
     CLIENT_ADDRESS,
-    OWNER_EMAIL,
-    PASSWORD,
     bearer,
-    cheap_settings,
-    client_for,
-    create_second_org,
-    login,
 )
 
 SHARES = f"{API}/shares"
@@ -51,23 +44,6 @@ SHARE_CSP = (
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; "
     "script-src 'self'; style-src 'self'; connect-src 'self'"
 )
-
-
-@dataclass
-class Org:
-    """acme served over HTTP with its owner's and a machine's tokens, and the owner of a
-    second organization (``rival``)."""
-
-    client: TestClient
-    services: Services
-    tokens: dict[str, str] = field(default_factory=dict)
-    ids: dict[str, str] = field(default_factory=dict)
-
-    def call(self, who: str | None, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """A request with ``who``'s token (none for None)."""
-        token = self.tokens[who] if who else None
-        response: httpx.Response = self.client.request(method, url, headers=bearer(token), **kwargs)
-        return response
 
 
 @dataclass
@@ -99,36 +75,9 @@ class Link:
 
 @pytest.fixture(scope="module")
 def org(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
-    """acme (owner, a machine) and rival, once per backend, on a server whose background
-    pruner never runs."""
-    settings = cheap_settings(
-        module_database_url,
-        tmp_path_factory.mktemp("shares"),
-        login_rate_limit="off",
-        rate_limit_ip="off",
-        rate_limit_identity="off",
-        prune_interval=0,
-    )
-    initialise_vault(settings, "acme", owner_email=OWNER_EMAIL, owner_password=PASSWORD)
-    services = build_services(settings)
-    try:
-        with client_for(services, settings) as client:
-            world = Org(client, services)
-            world.tokens["owner"] = login(client, OWNER_EMAIL)["token"]
-            world.call("owner", "POST", f"{API}/projects", json={"name": "app"})
-            made = world.call(
-                "owner", "POST", f"{API}/machines", json={"name": "robot", "scopes": ["app:read"]}
-            )
-            assert made.status_code == 201, made.text
-            issued = world.call("owner", "POST", f"{API}/machines/robot/tokens", json={})
-            world.tokens["robot"] = issued.json()["token"]
-            create_second_org(services, settings, "rival", "owner@rival.test")
-            world.tokens["rival"] = login(client, "owner@rival.test")["token"]
-            for who in world.tokens:
-                world.ids[who] = world.call(who, "GET", f"{API}/whoami").json()["id"]
-            yield world
-    finally:
-        services.close()
+    """acme and rival (see org_world), once per backend."""
+    with served_org(module_database_url, tmp_path_factory.mktemp("shares")) as world:
+        yield world
 
 
 def _share(org: Org, plaintext: bytes, who: str = "owner", **limits: Any) -> Link:

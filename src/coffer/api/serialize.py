@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.responses import Response
+
 from coffer.domain.models import (
     Environment,
     EphemeralInfo,
@@ -14,7 +16,7 @@ from coffer.domain.models import (
     SecretVersionInfo,
     WriteResult,
 )
-from coffer.domain.read_limits import LimitState
+from coffer.domain.read_limits import LimitState, LimitStatus
 from coffer.domain.team import (
     GrantInfo,
     InvitationInfo,
@@ -65,6 +67,13 @@ def _with_limits(body: dict[str, Any], state: LimitState) -> dict[str, Any]:
     if state.limited:
         body["limits"] = limits_json(state)
     return body
+
+
+def head_answer(state: LimitState, extra: dict[str, str] | None = None) -> Response:
+    """The answer to ``HEAD`` of a limited-or-not secret: GET's status (410 when sealed)
+    and the ``limit_headers`` (plus ``extra``), no body."""
+    status = 410 if state.status is LimitStatus.SEALED else 200
+    return Response(status_code=status, headers={**limit_headers(state), **(extra or {})})
 
 
 def limit_headers(state: LimitState) -> dict[str, str]:

@@ -97,7 +97,7 @@ class EphemeralService:
                         )
                     self._rows.destroy(conn, ctx, existing, Event.SECRET_EXPIRED)
                 row_id = new_id()
-                ephemeral_store.insert(
+                row = ephemeral_store.insert(
                     conn,
                     row_id=row_id,
                     org_id=org_id,
@@ -115,8 +115,6 @@ class EphemeralService:
                     key=key,
                     metadata={"kind": "ephemeral", **limits.audit_fields()},
                 )
-                row = ephemeral_store.find(conn, org_id, EphemeralKind.SECRET, key)
-                assert row is not None
                 return info_of(row)
         except sa.exc.IntegrityError:  # a concurrent create of the same name won
             raise Conflict(f"ephemeral secret {key!r} already exists", field="key") from None
@@ -188,8 +186,10 @@ class EphemeralService:
         now = time.time()
         with self._engine.begin() as conn:
             row = self._live_for_update(conn, ctx, key, now)
-            # A new value counts its reads afresh, so a new limit is checked against none.
-            before = row.limits if value is None else replace(row.limits, read_count=0)
+            # A new value counts its reads afresh (unsealed), so a new limit is checked
+            # against no reads.
+            fresh = replace(row.limits, read_count=0, sealed_at=None)
+            before = row.limits if value is None else fresh
             after = before
             if change is not None:
                 after = change.applied_to(before, now)
@@ -208,8 +208,8 @@ class EphemeralService:
                 self._audit.append(
                     conn, ctx, Event.SECRET_LIMITS_CHANGED, key=key, metadata=metadata
                 )
-            latest = read_limits.current_state(conn, ephemeral_secrets, row.id) or after
-            return info_of(row, latest)
+            info = info_of(row, after)
+            return info if value is None else replace(info, updated_at=now)
 
     def delete(self, ctx: CallContext, key: str) -> None:
         """Destroys the ephemeral secret (``secret.deleted``); takes its creator or an admin.

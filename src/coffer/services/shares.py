@@ -86,13 +86,15 @@ class ShareService:
     def create(
         self, ctx: CallContext, envelope: bytes, proof: str, limits: ReadLimits
     ) -> CreatedShare:
-        """Stores a share's client-side ciphertext (TTL a day unless given) with the hash of
-        the proof that opens it, and returns the token of its link, which is stored only as
-        a hash. Records ``secret.created`` (key: the share's id). Raises TooLarge for an
-        envelope bigger than a value may be, InvalidInput for an empty one or a malformed
-        proof; changes nothing then."""
+        """Stores a share's client-side ciphertext (TTL a day unless given; a read limit is
+        required) with the hash of the proof that opens it, and returns the token of its
+        link, which is stored only as a hash. Records ``secret.created`` (key: the share's
+        id). Raises TooLarge for an envelope bigger than a value may be, InvalidInput for an
+        empty one, a malformed proof or no read limit; changes nothing then."""
         if not envelope:
             raise InvalidInput("ciphertext must not be empty", field="ciphertext")
+        if limits.max_reads is None:
+            raise InvalidInput("max_reads: a share needs a read limit", field="max_reads")
         if not isinstance(proof, str) or not _PROOF.fullmatch(proof):
             raise InvalidInput(
                 "proof must be 43 characters of URL-safe base64 (SHA-256 of the share key)",
@@ -110,7 +112,7 @@ class ShareService:
         token = mint_link_token()
         row_id = new_id()
         with self._engine.begin() as conn:
-            ephemeral_store.insert(
+            row = ephemeral_store.insert(
                 conn,
                 row_id=row_id,
                 org_id=ctx.actor.org_id,
@@ -130,8 +132,6 @@ class ShareService:
                 key=row_id,
                 metadata={"kind": "share", **limits.audit_fields()},
             )
-            row = ephemeral_store.find(conn, ctx.actor.org_id, EphemeralKind.SHARE, row_id)
-            assert row is not None
         return CreatedShare(token=token, info=info_of(row))
 
     def open(

@@ -73,10 +73,12 @@ def insert(
     now: float,
     lookup_hash: str | None = None,
     proof_hash: str | None = None,
-) -> None:
-    """Stores a new ephemeral secret or share; its TTL is counted from ``now``. Raises
-    ``sa.exc.IntegrityError`` when the organization already has one of that kind and key."""
+) -> EphemeralRow:
+    """Stores a new ephemeral secret or share, its TTL counted from ``now``, and returns the
+    row as stored. Raises ``sa.exc.IntegrityError`` when the organization already has one of
+    that kind and key."""
     assert limits.ttl_seconds is not None, "an ephemeral secret always expires"
+    state = limits.state_from(now)
     conn.execute(
         sa.insert(ephemeral_secrets).values(
             id=row_id,
@@ -89,12 +91,24 @@ def insert(
             created_by=created_by,
             created_at=now,
             updated_at=now,
-            expires_at=now + limits.ttl_seconds,
-            max_reads=limits.max_reads,
-            read_count=0,
-            burn=limits.burn,
-            sealed_at=None,
+            expires_at=state.expires_at,
+            max_reads=state.max_reads,
+            read_count=state.read_count,
+            burn=state.burn,
+            sealed_at=state.sealed_at,
         )
+    )
+    return EphemeralRow(
+        id=row_id,
+        org_id=org_id,
+        kind=kind,
+        key=key,
+        ciphertext=ciphertext,
+        created_by=created_by,
+        created_at=now,
+        updated_at=now,
+        limits=state,
+        proof_hash=proof_hash,
     )
 
 

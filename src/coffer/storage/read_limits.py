@@ -67,12 +67,6 @@ def consume_read(
     return None if row is None else limit_state(tuple(row))
 
 
-def current_state(conn: sa.Connection, table: sa.Table, row_id: str) -> LimitState | None:
-    """Returns the row's limits as now committed, or None when the row is gone."""
-    found = current_row(conn, table, row_id)
-    return None if found is None else found[0]
-
-
 def current_row(
     conn: sa.Connection, table: sa.Table, row_id: str
 ) -> tuple[LimitState, float] | None:

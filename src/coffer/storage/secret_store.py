@@ -11,7 +11,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from coffer.domain.models import Environment, Project, SecretInfo, SecretVersionInfo
 from coffer.domain.read_limits import NO_LIMITS, LimitState
 from coffer.storage.ids import new_id
-from coffer.storage.read_limits import LIMIT_WIDTH, limit_columns, limit_state, not_expired
+from coffer.storage.read_limits import (
+    LIMIT_WIDTH,
+    is_limited,
+    limit_columns,
+    limit_state,
+    not_expired,
+)
 from coffer.storage.tables import data_keys, environments, projects, secret_versions, secrets
 
 
@@ -108,8 +114,7 @@ def limited_secrets(conn: sa.Connection, environment_id: str) -> dict[str, Secre
     """Returns the environment's secrets with a TTL or read limit, keyed by secret key."""
     rows = conn.execute(
         sa.select(*_SECRET_COLUMNS).where(
-            secrets.c.environment_id == environment_id,
-            sa.or_(secrets.c.expires_at.is_not(None), secrets.c.max_reads.is_not(None)),
+            secrets.c.environment_id == environment_id, is_limited(secrets)
         )
     )
     return {row.key: _secret_row(row) for row in rows}

@@ -19,8 +19,8 @@ from coffer.api.routes.secrets import (
     TTL_DESCRIPTION,
     TtlSeconds,
 )
-from coffer.api.serialize import ephemeral_json, limit_headers, limits_json
-from coffer.domain.read_limits import LimitStatus, parse_limit_change, parse_read_limits
+from coffer.api.serialize import ephemeral_json, head_answer, limits_json
+from coffer.domain.read_limits import parse_limit_change, parse_read_limits
 from coffer.domain.secret_value import SecretValue
 
 register_secret_key_convertor()
@@ -87,8 +87,7 @@ async def read_ephemeral(
 async def head_ephemeral(key: str, caller: Caller, services: ServicesDep, run: Run) -> Response:
     """Describes the secret in ``X-Coffer-*`` headers without reading it. 410 when sealed."""
     info = await run(services.ephemeral.info, caller, key)
-    status = 410 if info.limits.status is LimitStatus.SEALED else 200
-    return Response(status_code=status, headers=limit_headers(info.limits))
+    return head_answer(info.limits)
 
 
 @router.patch("/ephemeral/{key:secretkey}")

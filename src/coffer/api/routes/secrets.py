@@ -14,13 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, WithJs
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.key_path import register_secret_key_convertor
 from coffer.api.serialize import (
-    limit_headers,
+    head_answer,
     revealed_json,
     secret_info_json,
     version_json,
     write_json,
 )
-from coffer.domain.read_limits import LimitStatus, parse_limit_change, parse_read_limits
+from coffer.domain.read_limits import parse_limit_change, parse_read_limits
 from coffer.domain.secret_value import SecretValue
 
 register_secret_key_convertor()
@@ -115,9 +115,7 @@ async def head_secret(
     remaining, expiry) without reading it: nothing is counted or recorded. 410 when
     sealed."""
     info = await run(services.secrets.info, caller, project, environment, key)
-    headers = {**limit_headers(info.limits), "X-Coffer-Version": str(info.version)}
-    status = 410 if info.limits.status is LimitStatus.SEALED else 200
-    return Response(status_code=status, headers=headers)
+    return head_answer(info.limits, {"X-Coffer-Version": str(info.version)})
 
 
 @router.patch("/secrets/{key:secretkey}")

@@ -27,7 +27,7 @@ from coffer.api.routes.secrets import (
     TTL_DESCRIPTION,
     TtlSeconds,
 )
-from coffer.api.serialize import iso, limit_headers, limits_json
+from coffer.api.serialize import head_answer, iso, limits_json
 from coffer.domain.errors import InvalidInput, NotFound
 from coffer.domain.models import EphemeralInfo
 from coffer.domain.read_limits import LimitStatus, parse_read_limits
@@ -71,8 +71,6 @@ async def create_share(
 ) -> dict[str, Any]:
     """Stores a share (one read and a day unless told otherwise) and returns its link's
     path, shown once; append ``#`` and the key to make the link."""
-    if body.max_reads is None:
-        raise InvalidInput("max_reads: a share needs a read limit", field="max_reads")
     limits = parse_read_limits(ttl=body.ttl_seconds, max_reads=body.max_reads, delete=body.delete)
     envelope = _decode_envelope(body.ciphertext)
     created = await run(services.shares.create, caller, envelope, body.proof, limits)
@@ -88,8 +86,7 @@ async def create_share(
 async def head_share(token: str, services: ServicesDep, run: Run) -> Response:
     """Describes the share in ``X-Coffer-*`` headers without reading it. No token needed."""
     info = await run(services.shares.info, token)
-    status = 410 if info.limits.status is LimitStatus.SEALED else 200
-    return Response(status_code=status, headers=limit_headers(info.limits))
+    return head_answer(info.limits)
 
 
 @router.post("/api/v1/shares/{token}/reveal")
