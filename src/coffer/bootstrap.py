@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import make_url
@@ -16,7 +17,10 @@ from coffer.config import Settings
 from coffer.crypto.audit_keys import AuditKeys
 from coffer.crypto.keys import KeyEncryptionKey, RootKey, load_root_key, write_root_key_file
 from coffer.crypto.passwords import Argon2Parameters, PasswordHasher
+from coffer.crypto.providers.configured import RootProviders
+from coffer.crypto.providers.shamir import validate_split
 from coffer.domain.identity import normalize_email, validate_password
+from coffer.domain.root_keys import ProviderName
 from coffer.services import anomalies, webhook_delivery
 from coffer.services.access import AccessGate
 from coffer.services.anomalies import AnomalyDetector, burst_rule
@@ -59,10 +63,11 @@ def load_settings_root_key(settings: Settings) -> RootKey:
     return load_root_key(env_value=settings.root_key_b64, key_file=settings.root_key_file)
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, providers: RootProviders | None = None) -> Services:
     """Opens the vault named by ``settings`` and returns its services. Raises ConfigError
-    when the database cannot be opened, the key is missing or belongs to another vault."""
-    root = load_settings_root_key(settings)
+    when the database cannot be opened, the key is missing or belongs to another vault.
+    ``providers`` are the process's root key providers (a Shamir one already unsealed)."""
+    providers = providers or RootProviders(settings)
     rate_rules(settings)  # a bad rate setting fails before the database is touched
     sinks = stream_addresses(settings.audit_streams)
     burst = burst_rule(settings.anomaly_read_burst)
@@ -70,17 +75,17 @@ def build_services(settings: Settings) -> Services:
     engine = create_engine(settings.database_url)
     with ExitStack() as on_failure:
         on_failure.callback(engine.dispose)
-        kek = open_vault(engine, root)
+        opened = open_vault(engine, providers)
         on_failure.pop_all()
-    audit_keys = AuditKeys.derive(kek)
+    keks, audit_keys = opened.keks, opened.audit_keys
     audit = AuditWriter(audit_keys)
-    keyring = Keyring(kek)
+    keyring = Keyring(keks)
     limits = Limits(max_value_bytes=settings.max_value_bytes)
     cipher = SecretCipher(keyring)
     ops = SecretOps(cipher, audit)
     gate = AccessGate(engine, audit)
     throttle = Throttle(rate_rules(settings), settings.redis_url or "memory://")
-    mfa = MfaService(engine, kek, audit, gate)
+    mfa = MfaService(engine, keks, audit, gate)
     passwords = PasswordPool(password_hasher(settings), concurrency=settings.hash_concurrency)
     sessions = SessionPolicy(
         cli_token_ttl=settings.cli_token_ttl,
@@ -105,7 +110,7 @@ def build_services(settings: Settings) -> Services:
         version=__version__,
     )
     webhooks = WebhookService(
-        engine, kek, audit, gate, WebhookPoster(allow=settings.outbound_allow)
+        engine, keks, audit, gate, WebhookPoster(allow=settings.outbound_allow)
     )
     ephemeral_rows = EphemeralRows(engine, audit)
     pruner = Pruner(engine, ops, ephemeral_rows, gate)
@@ -134,7 +139,7 @@ def build_services(settings: Settings) -> Services:
         access=AccessService(engine, audit, gate),
         projects=ProjectService(engine, keyring, audit, gate),
         secrets=SecretService(engine, ops, limits, gate),
-        ephemeral=EphemeralService(engine, kek, ephemeral_rows, gate, limits),
+        ephemeral=EphemeralService(engine, keks, ephemeral_rows, gate, limits),
         shares=ShareService(engine, ephemeral_rows, gate, limits),
         pruner=pruner,
         transfer=TransferService(engine, ops, limits, gate),
@@ -187,7 +192,8 @@ def _prune_secrets(pruner: Pruner) -> bool:
 
 
 def audit_keys_for(root: RootKey) -> AuditKeys:
-    """The audit keys of the vault whose root key is ``root``."""
+    """The audit keys of a vault initialised with the local root key ``root`` (they stay
+    the same through root rotations)."""
     return AuditKeys.derive(KeyEncryptionKey.derive(root))
 
 
@@ -222,13 +228,24 @@ def initialise_vault(
     *,
     owner_email: str | None = None,
     owner_password: str | None = None,
+    split: tuple[int, int] | None = None,
 ) -> InitResult:
-    """Initialises a new vault: creates the vault directory (0700) and, unless
-    ``COFFER_ROOT_KEY`` is set, a new root key file (0600) when there is none; then the
-    schema, the first organization and its bootstrap token. Raises Conflict when the
-    database already holds a vault, ConfigError when it cannot be opened; in either case
-    no directory or key file is left behind. With ``owner_email`` (and ``owner_password``)
-    the organization's owner account is created too."""
+    """Initialises a new vault under the root key provider the settings name: creates the
+    vault directory (0700) and, for the local provider unless ``COFFER_ROOT_KEY`` is set, a
+    new root key file (0600) when there is none; then the schema, the first organization
+    and its bootstrap token. With ``split`` (shares, threshold) the root key is a new
+    random key split into Shamir shares (returned once in the result) and never stored.
+    Raises Conflict when the database already holds a vault, ConfigError when it or the
+    provider cannot be opened; in either case no directory or key file is left behind. With
+    ``owner_email`` (and ``owner_password``) the organization's owner account is created."""
+    if split is not None:
+        validate_split(*split)
+        providers = RootProviders(settings, shares=split[0], threshold=split[1])
+        provider_name = ProviderName.SHAMIR
+    else:
+        providers = RootProviders(settings)
+        provider_name = providers.configured
+    provider = providers.get(provider_name)
     owner = None
     if owner_email is not None:
         address = normalize_email(owner_email)
@@ -240,7 +257,11 @@ def initialise_vault(
         if not settings.directory.exists():
             created_dir = settings.directory
         settings.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    new_key_file = settings.root_key_b64 is None and not settings.root_key_file.exists()
+    new_key_file = (
+        provider_name is ProviderName.LOCAL
+        and settings.root_key_b64 is None
+        and not settings.root_key_file.exists()
+    )
     with ExitStack() as on_failure:
         on_failure.callback(
             _undo_partial_init, created_dir, settings.root_key_file if new_key_file else None
@@ -252,8 +273,9 @@ def initialise_vault(
             check_connection(engine)
             if new_key_file:
                 write_root_key_file(settings.root_key_file, RootKey.generate())
-            root = load_settings_root_key(settings)
-            result = initialise(engine, root, org_name, AuditWriter(audit_keys_for(root)), owner)
+            root = provider.new_kek(1, rotate=False)
+            result = initialise(engine, root, provider_name, org_name, owner)
+            result = replace(result, shares=root.shares)
         finally:
             engine.dispose()
         on_failure.pop_all()

@@ -20,6 +20,8 @@ OWASP_ARGON2_TIME_COST = 2
 
 DEFAULT_PORT = 8390
 DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+ROOT_PROVIDERS = ("local", "pkcs11", "awskms")
 
 VARIABLES: dict[str, tuple[str, str]] = {
     "COFFER_DIR": ("./.coffer", "Vault directory: SQLite database and root key file."),
@@ -29,6 +31,18 @@ VARIABLES: dict[str, tuple[str, str]] = {
     ),
     "COFFER_ROOT_KEY": ("(unset)", "Root key as base64 of 32 bytes; overrides the key file."),
     "COFFER_ROOT_KEY_FILE": ("$COFFER_DIR/root.key", "Root key file (mode 0600)."),
+    "COFFER_ROOT_PROVIDER": (
+        "local",
+        "Root key provider for init and rotate-root: local, pkcs11 or awskms.",
+    ),
+    "COFFER_PKCS11_MODULE": (DEFAULT_PKCS11_MODULE, "PKCS#11 module (pkcs11 provider)."),
+    "COFFER_PKCS11_TOKEN": ("(unset)", "Label of the HSM token holding the root key."),
+    "COFFER_PKCS11_PIN": ("(unset)", "User PIN of that token."),
+    "COFFER_PKCS11_KEY_LABEL": ("coffer-root", "Label of the root AES key in the token."),
+    "COFFER_KMS_KEY_ID": ("(unset)", "AWS KMS key id, ARN or alias (awskms provider)."),
+    "COFFER_KMS_REGION": ("$AWS_REGION or us-east-1", "AWS region of that key."),
+    "COFFER_KMS_ENDPOINT": ("(unset)", "KMS endpoint URL (a VPC endpoint, or a test server)."),
+    "COFFER_KMS_TIMEOUT": ("5", "Seconds before a KMS call is given up (never a hang)."),
     "COFFER_HOST": (DEFAULT_HOST, "Address the server listens on."),
     "COFFER_PORT": (str(DEFAULT_PORT), "Port the server listens on."),
     "COFFER_MAX_VALUE_BYTES": ("65536", "Largest secret value accepted, in bytes."),
@@ -146,6 +160,15 @@ class Settings:
     database_url: str = ""
     root_key_b64: str | None = field(default=None, repr=False)
     root_key_file: Path = Path(".coffer/root.key")
+    root_provider: str = "local"
+    pkcs11_module: Path = Path(DEFAULT_PKCS11_MODULE)
+    pkcs11_token: str | None = None
+    pkcs11_pin: str | None = field(default=None, repr=False)
+    pkcs11_key_label: str = "coffer-root"
+    kms_key_id: str | None = None
+    kms_region: str = "us-east-1"
+    kms_endpoint: str | None = None
+    kms_timeout: float = 5.0
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_value_bytes: int = 65536
@@ -199,6 +222,7 @@ class Settings:
             database_url=url,
             root_key_b64=env.get("COFFER_ROOT_KEY") or None,
             root_key_file=Path(env.get("COFFER_ROOT_KEY_FILE") or vault_dir / "root.key"),
+            **_root_key_settings(env),
             host=env.get("COFFER_HOST") or DEFAULT_HOST,
             port=_int(env, "COFFER_PORT", DEFAULT_PORT, minimum=1, maximum=65535),
             max_value_bytes=_int(env, "COFFER_MAX_VALUE_BYTES", 65536, minimum=1, maximum=1 << 24),
@@ -219,6 +243,40 @@ class Settings:
     def is_sqlite(self) -> bool:
         """True when the database is an embedded SQLite file."""
         return self.database_url.startswith("sqlite")
+
+
+class _RootKeySettings(TypedDict):
+    root_provider: str
+    pkcs11_module: Path
+    pkcs11_token: str | None
+    pkcs11_pin: str | None
+    pkcs11_key_label: str
+    kms_key_id: str | None
+    kms_region: str
+    kms_endpoint: str | None
+    kms_timeout: float
+
+
+def _root_key_settings(env: Mapping[str, str]) -> _RootKeySettings:
+    """The root key provider's settings; raises ConfigError naming the variable. Whether a
+    provider's own variables are all set is checked when that provider is used."""
+    provider = (env.get("COFFER_ROOT_PROVIDER") or "local").strip().lower()
+    if provider not in ROOT_PROVIDERS:
+        raise ConfigError(f"COFFER_ROOT_PROVIDER must be one of {', '.join(ROOT_PROVIDERS)}")
+    endpoint = env.get("COFFER_KMS_ENDPOINT") or None
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError("COFFER_KMS_ENDPOINT must be an http:// or https:// URL")
+    return {
+        "root_provider": provider,
+        "pkcs11_module": Path(env.get("COFFER_PKCS11_MODULE") or DEFAULT_PKCS11_MODULE),
+        "pkcs11_token": env.get("COFFER_PKCS11_TOKEN") or None,
+        "pkcs11_pin": env.get("COFFER_PKCS11_PIN") or None,
+        "pkcs11_key_label": env.get("COFFER_PKCS11_KEY_LABEL") or "coffer-root",
+        "kms_key_id": env.get("COFFER_KMS_KEY_ID") or None,
+        "kms_region": env.get("COFFER_KMS_REGION") or env.get("AWS_REGION") or "us-east-1",
+        "kms_endpoint": endpoint,
+        "kms_timeout": float(_int(env, "COFFER_KMS_TIMEOUT", 5, minimum=1, maximum=120)),
+    }
 
 
 class _SecuritySettings(TypedDict):

@@ -414,7 +414,8 @@ def test_no_table_holds_an_ephemeral_or_shared_plaintext(
     api: TestClient, vault: Vault, project: str
 ) -> None:
     """Every column of every table, on every backend: no ephemeral value, share plaintext,
-    share key or link token; ephemeral ciphertexts are envelopes with fresh nonces."""
+    share key or link token; ephemeral ciphertexts are envelopes with fresh nonces, tagged
+    with the root-key generation that sealed them."""
     key_text, token = _store_ephemeral_values(api, project)
     text = all_rows_text(vault.services.engine)
     assert "atrest/eph-limited" in text
@@ -424,8 +425,9 @@ def test_no_table_holds_an_ephemeral_or_shared_plaintext(
     for secret in (key_text, decode_share_key(key_text).hex(), token):
         assert secret not in text
     stored = [_ephemeral_ciphertext(vault, key) for key in EPHEMERAL_VALUES]
-    assert all(c[0] == 1 for c in stored)
-    assert stored[0][1:13] != stored[1][1:13]
+    # generation tag (marker 0xC7, generation 1), then an envelope (version 1, nonce, ...)
+    assert all(c[:6] == b"\xc7\x00\x00\x00\x01\x01" for c in stored)
+    assert stored[0][6:18] != stored[1][6:18]
 
 
 def test_ephemeral_ciphertext_copied_onto_another_row_does_not_decrypt(

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives.serialization import (
 
 from coffer.crypto.aead import KEY_BYTES, hkdf_sha256
 from coffer.crypto.keys import KeyEncryptionKey
-from coffer.domain.errors import InvalidInput
+from coffer.domain.errors import DecryptionFailed, InvalidInput
 
 MAC_INFO = b"coffer/audit-mac/v1"
+SEALED_AAD = b"coffer/audit-keys/v1"
 SIGNING_INFO = b"coffer/audit-signing/v1"
 _MASK = "********"
 
@@ -87,12 +88,13 @@ class AuditPublicKey:
 class AuditKeys:
     """The vault's audit MAC and signing keys. ``repr`` is masked and instances do not pickle."""
 
-    __slots__ = ("_mac_key", "_signer", "public")
+    __slots__ = ("_mac_key", "_seed", "_signer", "public")
 
     def __init__(self, mac_key: bytes, signing_seed: bytes) -> None:
         if len(mac_key) != KEY_BYTES or len(signing_seed) != KEY_BYTES:
             raise ValueError("audit keys are 32 bytes each")
         self._mac_key = bytes(mac_key)
+        self._seed = bytes(signing_seed)
         self._signer = Ed25519PrivateKey.from_private_bytes(signing_seed)
         self.public = AuditPublicKey(
             self._signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -106,6 +108,19 @@ class AuditKeys:
             hkdf_sha256(material, info=MAC_INFO, length=KEY_BYTES),
             hkdf_sha256(material, info=SIGNING_INFO, length=KEY_BYTES),
         )
+
+    def seal(self, kek: KeyEncryptionKey) -> bytes:
+        """Returns both keys sealed under ``kek``: a root rotation re-seals them, so the
+        public key an auditor trusts survives it."""
+        return kek.seal_small_secret(self._mac_key + self._seed, SEALED_AAD)
+
+    @classmethod
+    def unseal(cls, kek: KeyEncryptionKey, sealed: bytes) -> AuditKeys:
+        """Returns the keys ``seal`` sealed; raises DecryptionFailed when they do not open."""
+        material = kek.open_small_secret(sealed, SEALED_AAD)
+        if len(material) != 2 * KEY_BYTES:
+            raise DecryptionFailed()
+        return cls(material[:KEY_BYTES], material[KEY_BYTES:])
 
     def mac(self, message: bytes) -> bytes:
         """Returns HMAC-SHA256 of ``message`` under the audit MAC key."""

@@ -19,6 +19,12 @@ ENV_SOURCE = "COFFER_ROOT_KEY"
 KEK_INFO = b"coffer/kek/v1"
 KEY_CHECK_INFO = b"coffer/key-check/v1"
 KEY_CHECK_BYTES = 16
+KEK_CHECK_INFO = b"coffer/kek-check/v1"
+# A KEK-sealed blob names the root-key generation that sealed it: marker, generation (4 bytes,
+# big-endian), then the AES-GCM envelope. Blobs written before generations existed start with
+# the envelope's own version byte and belong to generation 1.
+GENERATION_MARKER = 0xC7
+GENERATION_HEADER_BYTES = 5
 _MAX_KEY_FILE_BYTES = 4096
 _MASK = "********"
 
@@ -215,6 +221,23 @@ class KeyEncryptionKey:
         """Returns HKDF-SHA256(root, info ``coffer/kek/v1``) as a key-encryption key."""
         return cls(hkdf_sha256(root._material, info=KEK_INFO, length=KEY_BYTES))
 
+    @classmethod
+    def generate(cls) -> KeyEncryptionKey:
+        """Returns a new random key-encryption key (for roots held by an HSM or a KMS, which
+        wrap it)."""
+        return cls(new_key())
+
+    def check_value(self) -> str:
+        """Returns the hex check value of this key (HKDF info ``coffer/kek-check/v1``): it
+        tells a right key from a wrong one without revealing either."""
+        return hkdf_sha256(self._material, info=KEK_CHECK_INFO, length=KEY_CHECK_BYTES).hex()
+
+    def rewrap(self, envelope: bytes, aad: bytes, target: KeyEncryptionKey) -> bytes:
+        """Returns what ``envelope`` (sealed under this key and ``aad``) holds, sealed under
+        ``target`` with the same ``aad``; the plaintext never leaves this method. Raises
+        ``DecryptionFailed`` when ``envelope`` does not open."""
+        return seal(target._material, open_envelope(self._material, envelope, aad), aad)
+
     def wrap(self, data_key: DataKey, aad: bytes) -> bytes:
         """Returns the AES-256-GCM envelope of ``data_key``'s 32 bytes bound to ``aad``."""
         return seal(self._material, data_key._material, aad)
@@ -246,3 +269,25 @@ class KeyEncryptionKey:
 
     def __reduce__(self) -> str:
         raise TypeError("KeyEncryptionKey cannot be pickled")
+
+
+def tag_generation(generation: int, envelope: bytes) -> bytes:
+    """Returns ``envelope`` prefixed with the root-key ``generation`` that sealed it."""
+    if not 1 <= generation < 1 << 32:
+        raise ValueError("generation must be between 1 and 2**32 - 1")
+    return bytes([GENERATION_MARKER]) + generation.to_bytes(4, "big") + envelope
+
+
+def generation_prefix(generation: int) -> bytes:
+    """Returns the first bytes of every blob ``tag_generation`` makes for ``generation``."""
+    return tag_generation(generation, b"")
+
+
+def split_generation(blob: bytes) -> tuple[int, bytes]:
+    """Returns (generation, envelope) of a KEK-sealed blob; an untagged blob is generation 1.
+    Raises ``DecryptionFailed`` when the blob is too short to hold a tag."""
+    if blob[:1] != bytes([GENERATION_MARKER]):
+        return 1, blob
+    if len(blob) < GENERATION_HEADER_BYTES:
+        raise DecryptionFailed()
+    return int.from_bytes(blob[1:GENERATION_HEADER_BYTES], "big"), blob[GENERATION_HEADER_BYTES:]

@@ -16,7 +16,6 @@ from sqlalchemy.engine import Engine
 
 from coffer.audit.writer import Metadata
 from coffer.crypto.aad import ephemeral_secret_aad
-from coffer.crypto.keys import KeyEncryptionKey
 from coffer.domain.access import Action
 from coffer.domain.errors import AccessDenied, Conflict, Gone, InvalidInput, NotFound
 from coffer.domain.events import Event
@@ -31,6 +30,7 @@ from coffer.domain.read_limits import LimitChange, ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.access import AccessGate
 from coffer.services.ephemeral_rows import EphemeralRows, info_of, with_default_ttl
+from coffer.services.kek_ring import KekRing
 from coffer.services.secret_ops import Limits, validate_write
 from coffer.storage import ephemeral_store, read_limits
 from coffer.storage.database import scrub_deleted
@@ -57,13 +57,13 @@ class EphemeralService:
     def __init__(
         self,
         engine: Engine,
-        kek: KeyEncryptionKey,
+        keks: KekRing,
         rows: EphemeralRows,
         gate: AccessGate,
         limits: Limits,
     ) -> None:
         self._engine = engine
-        self._kek = kek
+        self._keks = keks
         self._rows = rows
         self._audit = rows.audit
         self._gate = gate
@@ -103,7 +103,7 @@ class EphemeralService:
                     org_id=org_id,
                     kind=EphemeralKind.SECRET,
                     key=key,
-                    ciphertext=self._seal(org_id, row_id, key, value),
+                    ciphertext=self._seal(conn, org_id, row_id, key, value),
                     created_by=ctx.actor.id,
                     limits=limits,
                     now=now,
@@ -131,7 +131,7 @@ class EphemeralService:
             if row is None:
                 raise _not_found(key)
             if not row.limits.expired(now):
-                value = self._open(row)
+                value = self._open(conn, row)
                 state = self._rows.read(
                     conn, ctx, row, now=now, missing=_not_found(key), sealed=_sealed(key)
                 )
@@ -197,7 +197,7 @@ class EphemeralService:
                     conn, ephemeral_secrets, row.id, **change.column_values(now)
                 )
             if value is not None:
-                ciphertext = self._seal(row.org_id, row.id, key, value)
+                ciphertext = self._seal(conn, row.org_id, row.id, key, value)
                 ephemeral_store.replace_value(conn, row.id, ciphertext, now)
                 read_limits.reset_reads(conn, ephemeral_secrets, row.id)
                 self._audit.append(
@@ -248,10 +248,12 @@ class EphemeralService:
             raise AccessDenied(f"{Action.EPHEMERAL_MANAGE.value} needs the admin role")
         return row
 
-    def _seal(self, org_id: str, row_id: str, key: str, value: SecretValue) -> bytes:
+    def _seal(
+        self, conn: sa.Connection, org_id: str, row_id: str, key: str, value: SecretValue
+    ) -> bytes:
         aad = ephemeral_secret_aad(org_id=org_id, secret_id=row_id, key=key)
-        return self._kek.seal_small_secret(value.reveal_bytes(), aad)
+        return self._keks.seal(conn, value.reveal_bytes(), aad)
 
-    def _open(self, row: EphemeralRow) -> SecretValue:
+    def _open(self, conn: sa.Connection, row: EphemeralRow) -> SecretValue:
         aad = ephemeral_secret_aad(org_id=row.org_id, secret_id=row.id, key=row.key)
-        return SecretValue(self._kek.open_small_secret(row.ciphertext, aad).decode("utf-8"))
+        return SecretValue(self._keks.open(row.ciphertext, aad, conn).decode("utf-8"))

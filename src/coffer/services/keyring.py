@@ -8,24 +8,25 @@ from collections import OrderedDict
 import sqlalchemy as sa
 
 from coffer.crypto.aad import data_key_aad
-from coffer.crypto.keys import DataKey, KeyEncryptionKey
+from coffer.crypto.keys import DataKey
 from coffer.domain.errors import DecryptionFailed
 from coffer.domain.models import Project
+from coffer.services.kek_ring import KekRing
 from coffer.storage import project_store
 
 UNWRAPPED_CACHE_SIZE = 1024
 
 
 class Keyring:
-    """Owns the key-encryption key (memory only) and the wrapping of project data keys.
+    """Wraps project data keys under the key-encryption keys (memory only) and unwraps them.
 
     Unwrapped data keys are cached by (project, version, wrapped bytes). Callers always fetch
     the wrapped key from the database first, so a destroyed or replaced key is never served
     from the cache: crypto-shredding holds without any invalidation.
     """
 
-    def __init__(self, kek: KeyEncryptionKey) -> None:
-        self._kek = kek
+    def __init__(self, keks: KekRing) -> None:
+        self.keks = keks
         self._unwrapped: OrderedDict[tuple[str, int, bytes], DataKey] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -36,7 +37,8 @@ class Keyring:
         self, conn: sa.Connection, project: Project, version: int, now: float
     ) -> None:
         """Generates data key ``version`` for the project and stores it wrapped."""
-        wrapped = self._kek.wrap(
+        wrapped = self.keks.wrap(
+            conn,
             DataKey.generate(),
             data_key_aad(org_id=project.org_id, project_id=project.id, key_version=version),
         )
@@ -48,11 +50,19 @@ class Keyring:
         """Returns the unwrapped data key ``version``; raises DecryptionFailed when it was
         destroyed or does not unwrap under this root key."""
         wrapped = project_store.get_wrapped_data_key(conn, project.id, version)
-        return self.unwrap(project, version, wrapped)
+        return self.unwrap(project, version, wrapped, conn)
 
-    def unwrap(self, project: Project, version: int, wrapped: bytes | None) -> DataKey:
+    def unwrap(
+        self,
+        project: Project,
+        version: int,
+        wrapped: bytes | None,
+        conn: sa.Connection | None = None,
+    ) -> DataKey:
         """Returns the data key from its wrapped form (fetched by the caller); raises
-        DecryptionFailed when ``wrapped`` is None (destroyed) or does not unwrap."""
+        DecryptionFailed when ``wrapped`` is None (destroyed) or does not unwrap. Without
+        ``conn`` a root-key generation this process has not loaded yet also fails, so the
+        caller can retry on a path that has a connection."""
         if wrapped is None:
             raise DecryptionFailed()
         cache_key = (project.id, version, bytes(wrapped))
@@ -61,9 +71,10 @@ class Keyring:
             if cached is not None:
                 self._unwrapped.move_to_end(cache_key)
                 return cached
-        data_key = self._kek.unwrap(
+        data_key = self.keks.unwrap(
             wrapped,
             data_key_aad(org_id=project.org_id, project_id=project.id, key_version=version),
+            conn,
         )
         with self._lock:
             self._unwrapped[cache_key] = data_key

@@ -11,13 +11,13 @@ from sqlalchemy.engine import Engine
 from coffer.audit.writer import AuditWriter
 from coffer.crypto import totp
 from coffer.crypto.aad import mfa_secret_aad
-from coffer.crypto.keys import KeyEncryptionKey
 from coffer.domain.access import Action
 from coffer.domain.errors import Conflict, InvalidInput, MfaRequired, NotFound, Unauthenticated
 from coffer.domain.events import Event
 from coffer.domain.models import CallContext
 from coffer.domain.team import MfaEnrolment
 from coffer.services.access import AccessGate
+from coffer.services.kek_ring import KekRing
 from coffer.storage import user_store
 from coffer.storage.user_store import UserRow
 
@@ -27,17 +27,15 @@ _BAD_CODE = "the MFA code is not valid (wrong, expired or already used)"
 class MfaService:
     """Enrols, checks and removes a person's TOTP second factor."""
 
-    def __init__(
-        self, engine: Engine, kek: KeyEncryptionKey, audit: AuditWriter, gate: AccessGate
-    ) -> None:
+    def __init__(self, engine: Engine, keks: KekRing, audit: AuditWriter, gate: AccessGate) -> None:
         self._engine = engine
-        self._kek = kek
+        self._keks = keks
         self._audit = audit
         self._gate = gate
 
-    def _seed(self, user: UserRow) -> str:
+    def _seed(self, conn: sa.Connection, user: UserRow) -> str:
         assert user.mfa_seed is not None
-        return self._kek.open_small_secret(user.mfa_seed, mfa_secret_aad(user_id=user.id)).decode()
+        return self._keks.open(user.mfa_seed, mfa_secret_aad(user_id=user.id), conn).decode()
 
     def _me(self, conn: sa.Connection, ctx: CallContext) -> UserRow:
         user = user_store.find_user(conn, ctx.actor.id, for_update=True)
@@ -54,7 +52,7 @@ class MfaService:
             user = self._me(conn, ctx)
             if user.mfa_enabled_at is not None:
                 raise Conflict("MFA is already enabled; disable it first to enrol again")
-            sealed = self._kek.seal_small_secret(seed.encode(), mfa_secret_aad(user_id=user.id))
+            sealed = self._keks.seal(conn, seed.encode(), mfa_secret_aad(user_id=user.id))
             user_store.update_user(conn, user.id, mfa_seed=sealed, mfa_last_step=None)
         return MfaEnrolment(
             secret=seed, otpauth_uri=totp.provisioning_uri(seed, account=user.email)
@@ -72,7 +70,7 @@ class MfaService:
                 raise Conflict("MFA is already enabled")
             if user.mfa_seed is None:
                 raise InvalidInput("start with `coffer mfa setup` first", field="code")
-            step = totp.accepted_step(self._seed(user), code, last_step=None, now=now)
+            step = totp.accepted_step(self._seed(conn, user), code, last_step=None, now=now)
             if step is None:
                 raise InvalidInput(_BAD_CODE, field="code")
             user_store.update_user(conn, user.id, mfa_enabled_at=now, mfa_last_step=step)
@@ -107,7 +105,9 @@ class MfaService:
         code = code.strip()
         if "-" in code or not (code.isascii() and code.isdigit()):
             return user_store.use_recovery_code(conn, user.id, totp.hash_recovery_code(code), now)
-        step = totp.accepted_step(self._seed(user), code, last_step=user.mfa_last_step, now=now)
+        step = totp.accepted_step(
+            self._seed(conn, user), code, last_step=user.mfa_last_step, now=now
+        )
         if step is None:
             return False
         user_store.update_user(conn, user.id, mfa_last_step=step)

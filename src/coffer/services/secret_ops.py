@@ -132,10 +132,15 @@ class SecretCipher:
         aad = _bound_aad(project, env, key, stored.version, stored.key_version)
         return SecretValue(data_key.open(stored.ciphertext, aad).decode("utf-8"))
 
-    def open_bundle(self, bundle: ReadBundle, key: str) -> SecretValue:
-        """Opens the version of a one-query read bundle."""
+    def open_bundle(
+        self, bundle: ReadBundle, key: str, conn: sa.Connection | None = None
+    ) -> SecretValue:
+        """Opens the version of a one-query read bundle (see ``Keyring.unwrap`` for
+        ``conn``)."""
         stored = bundle.stored
-        data_key = self._keyring.unwrap(bundle.project, stored.key_version, bundle.wrapped_key)
+        data_key = self._keyring.unwrap(
+            bundle.project, stored.key_version, bundle.wrapped_key, conn
+        )
         return self.open_with(data_key, bundle.project, bundle.environment, key, stored)
 
 

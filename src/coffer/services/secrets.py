@@ -119,7 +119,7 @@ class SecretService:
                 raise self._why_missing(conn, ctx, project, environment, key, version, now)
             if not bundle.limits.expired(now):
                 found, env, stored = bundle.project, bundle.environment, bundle.stored
-                value = self._ops.cipher.open_bundle(bundle, key)
+                value = self._ops.cipher.open_bundle(bundle, key, conn)
                 state = self._ops.counted_read(
                     conn,
                     ctx,

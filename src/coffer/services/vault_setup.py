@@ -9,14 +9,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coffer.audit.writer import AuditWriter
-from coffer.crypto.keys import KeyEncryptionKey, RootKey, key_check_value, verify_key_check_value
+from coffer.crypto.audit_keys import AuditKeys
+from coffer.crypto.keys import verify_key_check_value
+from coffer.crypto.providers.base import NewRootKek
+from coffer.crypto.providers.configured import RootProviders
+from coffer.crypto.providers.local import LocalRootProvider
 from coffer.crypto.tokens import hash_token, mint_token
 from coffer.domain.access import Role
 from coffer.domain.errors import ConfigError, Conflict
 from coffer.domain.events import Event
 from coffer.domain.models import Actor, ActorKind, CallContext, Organization
 from coffer.domain.names import validate_resource_name
-from coffer.storage import database, meta_store, schema, token_store, user_store
+from coffer.domain.root_keys import ProviderName, RootKeyRecord, RootKeyState
+from coffer.services.kek_ring import KekRing
+from coffer.storage import database, meta_store, root_key_store, schema, token_store, user_store
 from coffer.storage.ids import new_id
 
 KEY_CHECK_META = "root_key_check_value"
@@ -33,10 +39,12 @@ class OwnerAccount:
 
 @dataclass(frozen=True)
 class InitResult:
-    """A new vault's organization and its bootstrap owner token (shown once)."""
+    """A new vault's organization, its bootstrap owner token and, for a Shamir-split root,
+    the shares (all shown once)."""
 
     organization: Organization
     token: str
+    shares: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"InitResult(organization={self.organization!r}, token='********')"
@@ -50,26 +58,50 @@ def is_initialised(engine: Engine) -> bool:
         return meta_store.get_meta(conn, KEY_CHECK_META) is not None
 
 
+@dataclass(frozen=True)
+class OpenedVault:
+    """An open vault's key-encryption keys and audit keys (memory only)."""
+
+    keks: KekRing
+    audit_keys: AuditKeys
+
+
 def initialise(
     engine: Engine,
-    root: RootKey,
+    root: NewRootKek,
+    provider: ProviderName,
     org_name: str,
-    audit: AuditWriter,
     owner: OwnerAccount | None = None,
 ) -> InitResult:
-    """Creates the schema, records the root key's check value, the first organization, its
+    """Creates the schema, records root-key generation 1 (``root``'s provider, key id and
+    wrapped KEK, and new audit keys sealed under the KEK), the first organization, its
     bootstrap owner token and, when given, its owner's account. Raises Conflict when the
     vault is already initialised."""
     validate_resource_name(org_name, field="org")
     database.check_connection(engine)
     schema.upgrade_to_head(engine)
     now = time.time()
+    audit_keys = AuditKeys.derive(root.kek)
     with engine.begin() as conn:
         if meta_store.get_meta(conn, KEY_CHECK_META) is not None:
             raise Conflict("this vault is already initialised")
-        meta_store.set_meta(conn, KEY_CHECK_META, key_check_value(root))
+        meta_store.set_meta(conn, KEY_CHECK_META, root.key_id)
         meta_store.set_meta(conn, "initialised_at", repr(now))
-        return create_organization(conn, org_name, audit, now, owner)
+        root_key_store.insert(
+            conn,
+            RootKeyRecord(
+                generation=1,
+                state=RootKeyState.ACTIVE,
+                provider=provider,
+                key_id=root.key_id,
+                kek_check=root.kek.check_value(),
+                created_at=now,
+                activated_at=now,
+                wrapped_kek=root.wrapped_kek,
+                audit_keys_sealed=audit_keys.seal(root.kek),
+            ),
+        )
+        return create_organization(conn, org_name, AuditWriter(audit_keys), now, owner)
 
 
 def create_organization(
@@ -119,16 +151,58 @@ def create_organization(
     return InitResult(organization=org, token=token)
 
 
-def open_vault(engine: Engine, root: RootKey) -> KeyEncryptionKey:
-    """Checks the database is reachable and initialised, migrates it, verifies the root key
-    against the stored check value and returns the key-encryption key. Raises ConfigError
-    (WrongRootKey for a root key of another vault)."""
+def active_root(engine: Engine, providers: RootProviders) -> RootKeyRecord:
+    """Checks the database is reachable and initialised, migrates it and returns the active
+    root-key generation (recording generation 1 of a vault made before generations existed,
+    which needs its local root key). Raises ConfigError (WrongRootKey for a key of another
+    vault)."""
     database.check_connection(engine)
     if not is_initialised(engine):
         raise ConfigError("the database is not an initialised coffer vault; run `coffer init`")
     schema.upgrade_to_head(engine)
-    with engine.connect() as conn:
-        stored = meta_store.get_meta(conn, KEY_CHECK_META)
+    with engine.begin() as conn:
+        active = root_key_store.in_state(conn, RootKeyState.ACTIVE)
+        if active is None:
+            active = _record_first_generation(conn, providers)
+    return active
+
+
+def _record_first_generation(conn: sa.Connection, providers: RootProviders) -> RootKeyRecord:
+    """Generation 1 of a vault initialised before root-key generations: its local root key,
+    checked against the stored check value, and its audit keys (derived as they were)."""
+    stored = meta_store.get_meta(conn, KEY_CHECK_META)
     assert stored is not None
-    verify_key_check_value(root, stored)
-    return KeyEncryptionKey.derive(root)
+    local = providers.get(ProviderName.LOCAL)
+    assert isinstance(local, LocalRootProvider)
+    verify_key_check_value(local.root(), stored)
+    root = local.new_kek(1, rotate=False)
+    now = time.time()
+    record = RootKeyRecord(
+        generation=1,
+        state=RootKeyState.ACTIVE,
+        provider=ProviderName.LOCAL,
+        key_id=root.key_id,
+        kek_check=root.kek.check_value(),
+        created_at=now,
+        activated_at=now,
+        audit_keys_sealed=AuditKeys.derive(root.kek).seal(root.kek),
+    )
+    root_key_store.insert(conn, record)
+    return record
+
+
+def open_vault(engine: Engine, providers: RootProviders) -> OpenedVault:
+    """Opens the active root-key generation (and a pending one: a root rotation under way)
+    through its provider and returns the KEKs and audit keys. Raises ConfigError naming what
+    is wrong (WrongRootKey for a key of another vault); a Shamir-split root must have been
+    unsealed first."""
+    active = active_root(engine, providers)
+    keks = KekRing(providers)
+    kek = keks.open_generation(active)
+    with engine.connect() as conn:
+        pending = root_key_store.in_state(conn, RootKeyState.PENDING)
+    if pending is not None:
+        keks.open_generation(pending)
+        providers.get(pending.provider)  # its settings must be complete
+    assert active.audit_keys_sealed is not None
+    return OpenedVault(keks=keks, audit_keys=AuditKeys.unseal(kek, active.audit_keys_sealed))

@@ -36,12 +36,12 @@ from coffer.audit.outbound import check_outbound_url
 from coffer.audit.records import RECORD_WIDTH, Record, record_from_values
 from coffer.audit.writer import AuditWriter
 from coffer.crypto.aad import webhook_secret_aad
-from coffer.crypto.keys import KeyEncryptionKey
 from coffer.domain.access import Action
-from coffer.domain.errors import InvalidInput, InvalidQuery, NotFound
+from coffer.domain.errors import DecryptionFailed, InvalidInput, InvalidQuery, NotFound
 from coffer.domain.events import Event, parse_event_pattern
 from coffer.domain.models import CallContext
 from coffer.services.access import AccessGate
+from coffer.services.kek_ring import KekRing
 from coffer.services.lookup import require_project
 from coffer.storage import audit_store, webhook_store
 from coffer.storage.ids import new_id
@@ -246,13 +246,13 @@ class WebhookService:
     def __init__(
         self,
         engine: Engine,
-        kek: KeyEncryptionKey,
+        keks: KekRing,
         audit: AuditWriter,
         gate: AccessGate,
         poster: WebhookPoster,
     ) -> None:
         self._engine = engine
-        self._kek = kek
+        self._keks = keks
         self._audit = audit
         self._gate = gate
         self.poster = poster
@@ -281,24 +281,10 @@ class WebhookService:
         check_outbound_url(url, allow=self.poster.allow)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         webhook_id = new_id()
-        org_id = ctx.actor.org_id
-        sealed = self._kek.seal_small_secret(
-            secret.encode("ascii"), webhook_secret_aad(org_id=org_id, webhook_id=webhook_id)
-        )
-        row = WebhookRow(
-            id=webhook_id,
-            org_id=org_id,
-            project=project,
-            url=url,
-            events=patterns,
-            description=description,
-            created_at=time.time(),
-            created_by=ctx.actor.id,
-            secret_sealed=sealed,
-        )
         with self._engine.begin() as conn:
             if project is not None:
                 require_project(conn, ctx.actor, project)
+            row = self._new_row(conn, ctx, webhook_id, secret, project, url, patterns, description)
             webhook_store.insert_webhook(conn, row)
             self._audit.append(
                 conn,
@@ -312,6 +298,33 @@ class WebhookService:
                 },
             )
         return CreatedWebhook(_info(row), secret)
+
+    def _new_row(
+        self,
+        conn: sa.Connection,
+        ctx: CallContext,
+        webhook_id: str,
+        secret: str,
+        project: str | None,
+        url: str,
+        patterns: tuple[str, ...],
+        description: str | None,
+    ) -> WebhookRow:
+        org_id = ctx.actor.org_id
+        sealed = self._keks.seal(
+            conn, secret.encode("ascii"), webhook_secret_aad(org_id=org_id, webhook_id=webhook_id)
+        )
+        return WebhookRow(
+            id=webhook_id,
+            org_id=org_id,
+            project=project,
+            url=url,
+            events=patterns,
+            description=description,
+            created_at=time.time(),
+            created_by=ctx.actor.id,
+            secret_sealed=sealed,
+        )
 
     def list_webhooks(self, ctx: CallContext) -> list[WebhookInfo]:
         """Returns the organization's webhooks, oldest first."""
@@ -373,7 +386,11 @@ class WebhookService:
     def secret_of(self, row: WebhookRow) -> str:
         """Returns the webhook's signing secret (for signing only; never show or log it)."""
         aad = webhook_secret_aad(org_id=row.org_id, webhook_id=row.id)
-        return self._kek.open_small_secret(row.secret_sealed, aad).decode("ascii")
+        try:
+            return self._keks.open(row.secret_sealed, aad, None).decode("ascii")
+        except DecryptionFailed:  # perhaps a root-key generation not loaded yet
+            with self._engine.connect() as conn:
+                return self._keks.open(row.secret_sealed, aad, conn).decode("ascii")
 
     @staticmethod
     def _find(conn: sa.Connection, ctx: CallContext, webhook_id: str) -> WebhookRow:

@@ -44,6 +44,21 @@ vault_meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+root_keys = sa.Table(
+    "root_keys",
+    metadata,
+    sa.Column("generation", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("provider", sa.String(16), nullable=False),
+    sa.Column("key_id", sa.String(512), nullable=False),
+    sa.Column("wrapped_kek", sa.LargeBinary, nullable=True),
+    sa.Column("kek_check", sa.String(64), nullable=False),
+    sa.Column("audit_keys_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("activated_at", sa.Float, nullable=True),
+    sa.Column("retired_at", sa.Float, nullable=True),
+)
+
 organizations = sa.Table(
     "organizations",
     metadata,
