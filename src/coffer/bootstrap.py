@@ -32,6 +32,7 @@ from coffer.services.container import Services
 from coffer.services.ephemeral import EphemeralService
 from coffer.services.ephemeral_rows import EphemeralRows
 from coffer.services.fast_read import FastSecretReader
+from coffer.services.key_rotation import KeyRotationService
 from coffer.services.keyring import Keyring
 from coffer.services.login import LoginService, SessionPolicy
 from coffer.services.machines import AccessService
@@ -138,6 +139,8 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         tokens=TokenService(engine, audit, gate),
         access=AccessService(engine, audit, gate),
         projects=ProjectService(engine, keyring, audit, gate),
+        key_rotation=KeyRotationService(engine, keyring, audit, gate),
+        keks=keks,
         secrets=SecretService(engine, ops, limits, gate),
         ephemeral=EphemeralService(engine, keks, ephemeral_rows, gate, limits),
         shares=ShareService(engine, ephemeral_rows, gate, limits),

@@ -190,6 +190,12 @@ class DataKey:
         """Returns the plaintext of ``envelope``; raises ``DecryptionFailed`` on any failure."""
         return open_envelope(self._material, envelope, aad)
 
+    def reseal(self, envelope: bytes, aad: bytes, target: DataKey, target_aad: bytes) -> bytes:
+        """Returns what ``envelope`` (under this key and ``aad``) holds, sealed under
+        ``target`` and ``target_aad`` with a fresh nonce; the plaintext never leaves this
+        method. Raises ``DecryptionFailed`` when ``envelope`` does not open."""
+        return seal(target._material, open_envelope(self._material, envelope, aad), target_aad)
+
     def __repr__(self) -> str:
         return f"DataKey({_MASK})"
 

@@ -66,6 +66,7 @@ class Action(StrEnum):
     WEBHOOK_MANAGE = "webhook.manage"
     EPHEMERAL_USE = "ephemeral.use"
     EPHEMERAL_MANAGE = "ephemeral.manage"
+    KEY_ROTATE = "key.rotate"
 
 
 _LEVEL_RANK = {AccessLevel.NONE: 0, AccessLevel.READ: 1, AccessLevel.WRITE: 2}
@@ -85,6 +86,7 @@ _ROLE_NEEDED = {
     Action.AUDIT_MANAGE: Role.OWNER,
     Action.WEBHOOK_MANAGE: Role.ADMIN,
     Action.EPHEMERAL_MANAGE: Role.ADMIN,
+    Action.KEY_ROTATE: Role.ADMIN,
 }
 
 

@@ -13,6 +13,8 @@ from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs
 from coffer.services.ephemeral import EphemeralService
 from coffer.services.fast_read import FastSecretReader
+from coffer.services.kek_ring import KekRing
+from coffer.services.key_rotation import KeyRotationService
 from coffer.services.login import LoginService
 from coffer.services.machines import AccessService
 from coffer.services.mfa import MfaService
@@ -41,6 +43,8 @@ class Services:
     tokens: TokenService
     access: AccessService
     projects: ProjectService
+    key_rotation: KeyRotationService
+    keks: KekRing
     secrets: SecretService
     ephemeral: EphemeralService
     shares: ShareService

@@ -22,7 +22,7 @@ from coffer.domain.read_limits import NO_LIMITS, LimitState, ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.keyring import Keyring
 from coffer.services.limited_reads import count_read, counters, last_read_event, sealed_if_last
-from coffer.storage import read_limits, secret_store
+from coffer.storage import key_rotation_store, read_limits, secret_store
 from coffer.storage.secret_store import ExpiredSecret, ReadBundle, SecretRow, StoredVersion
 from coffer.storage.tables import secrets
 
@@ -100,12 +100,14 @@ class SecretCipher:
         key: str,
         version: int,
         value: SecretValue,
-    ) -> bytes:
-        """Returns the envelope of ``value`` under the project's current data key."""
-        aad = _bound_aad(project, env, key, version, project.key_version)
-        return self._keyring.data_key(conn, project, project.key_version).seal(
-            value.reveal_bytes(), aad
-        )
+    ) -> tuple[bytes, int]:
+        """Returns the envelope of ``value`` under the project's current data key, and that
+        key's version. The version is read afresh and share-locked, so a key rotation that
+        starts meanwhile waits for this write and then re-encrypts it."""
+        key_version = key_rotation_store.current_key_version(conn, project.id, lock=True)
+        aad = _bound_aad(project, env, key, version, key_version)
+        data_key = self._keyring.data_key(conn, project, key_version)
+        return data_key.seal(value.reveal_bytes(), aad), key_version
 
     def open(
         self,
@@ -204,12 +206,13 @@ class SecretOps:
                     key=key, outcome="unchanged", version=row.current_version, limits=row.limits
                 )
         version = row.current_version + 1
+        ciphertext, key_version = self.cipher.seal(conn, project, env, key, version, value)
         secret_store.insert_version(
             conn,
             secret_id=row.id,
             version=version,
-            ciphertext=self.cipher.seal(conn, project, env, key, version, value),
-            key_version=project.key_version,
+            ciphertext=ciphertext,
+            key_version=key_version,
             author_id=ctx.actor.id,
             author_kind=str(ctx.actor.kind),
             comment=comment,
