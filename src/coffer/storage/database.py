@@ -9,6 +9,8 @@ a single connection (see ``create_engine``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,26 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(_READ_SNAPSHOT):
+            connection.exec_driver_sql("BEGIN DEFERRED")  # a reader: writers go on meanwhile
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_READ_SNAPSHOT = "coffer_read_snapshot"
+
+
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection whose reads all see one consistent state of the database while writers
+    go on: a deferred transaction in SQLite's WAL mode, REPEATABLE READ on PostgreSQL."""
+    options: dict[str, Any] = {_READ_SNAPSHOT: True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+    with engine.connect() as conn:
+        snapshot = conn.execution_options(**options)
+        with snapshot.begin():
+            yield snapshot
 
 
 def create_engine(database_url: str) -> Engine:
