@@ -18,6 +18,7 @@ from coffer.domain.errors import (
     InvalidQuery,
     NotFound,
     RateLimited,
+    Sealed,
     TooLarge,
     Unauthenticated,
 )
@@ -33,6 +34,7 @@ _STATUS: tuple[tuple[type[CofferError], int], ...] = (
     (Conflict, 409),
     (RateLimited, 429),
     (Contention, 503),
+    (Sealed, 503),
     (DecryptionFailed, 500),
 )
 

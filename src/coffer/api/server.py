@@ -4,25 +4,56 @@ from __future__ import annotations
 
 import logging
 
+from starlette.types import ASGIApp
+
 from coffer.api.app import create_app
+from coffer.api.sealed import SealedGate
+from coffer.bootstrap import build_services
 from coffer.config import Settings
+from coffer.crypto.providers.configured import RootProviders
 from coffer.domain.errors import ConfigError
+from coffer.domain.root_keys import RootKeyRecord
 from coffer.services.container import Services
 
 
 def serve(services: Services, settings: Settings) -> None:
     """Serves the API until interrupted; HTTPS when the settings name a certificate and key.
     Raises ConfigError when the certificate or key cannot be read."""
+    _run(_app_of(services, settings), settings)
+
+
+def _app_of(services: Services, settings: Settings) -> ASGIApp:
+    return create_app(
+        services,
+        max_body_bytes=settings.max_body_bytes,
+        trusted_proxies=settings.trusted_proxies,
+    )
+
+
+def serve_sealed(settings: Settings, providers: RootProviders, record: RootKeyRecord) -> None:
+    """Serves a vault whose root key is split into Shamir shares: sealed until `coffer
+    unseal` gives enough of them, then the whole API (background jobs start then)."""
+    opened: list[Services] = []
+
+    def open_app() -> ASGIApp:
+        services = build_services(settings, providers)
+        opened.append(services)
+        services.background.start()
+        return _app_of(services, settings)
+
+    try:
+        _run(SealedGate(providers.shamir(), record, open_app), settings)
+    finally:
+        for services in opened:
+            services.close()
+
+
+def _run(app: ASGIApp, settings: Settings) -> None:
     import uvicorn
 
     check_tls_files(settings)
     # httpx logs each outbound URL at INFO; a webhook URL's path can hold a token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    app = create_app(
-        services,
-        max_body_bytes=settings.max_body_bytes,
-        trusted_proxies=settings.trusted_proxies,
-    )
     uvicorn.run(
         app,
         host=settings.host,

@@ -30,6 +30,8 @@ _BY_CODE: dict[str, type[err.CofferError]] = {
         err.Conflict,
         err.Contention,
         err.ConfigError,
+        err.WrongRootKey,
+        err.Sealed,
     )
 }
 

@@ -10,6 +10,7 @@ from coffer.domain.errors import (
     InvalidInput,
     NotFound,
     RateLimited,
+    Sealed,
     ServerUnreachable,
     Unauthenticated,
 )
@@ -32,6 +33,7 @@ _CODES: tuple[tuple[type[CofferError], int], ...] = (
     (AccessDenied, UNAUTHENTICATED),
     (Conflict, CONFLICT),
     (ServerUnreachable, UNREACHABLE),
+    (Sealed, UNREACHABLE),
     (ConfigError, CONFIG),
     (RateLimited, RATE_LIMITED),
 )

@@ -119,6 +119,12 @@ class Contention(CofferError):
     code = "contention"
 
 
+class Sealed(CofferError):
+    """The vault is sealed: its Shamir-split root key waits for ``coffer unseal``."""
+
+    code = "sealed"
+
+
 class DecryptionFailed(CofferError):
     """A ciphertext did not open. Deliberately says nothing about why."""
 

@@ -18,6 +18,19 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/api/v1/sys/seal-status", tags=["system"])
+async def seal_status() -> dict[str, Any]:
+    """Whether the vault is sealed (a Shamir-split root waiting for `coffer unseal`); a
+    server that answers here with the whole API is unsealed."""
+    return {"sealed": False, "threshold": 0, "progress": 0}
+
+
+@router.post("/api/v1/sys/unseal", tags=["system"])
+async def unseal() -> dict[str, Any]:
+    """Takes one share while the vault is sealed; once it is open there is nothing to do."""
+    return {"sealed": False, "threshold": 0, "progress": 0}
+
+
 @router.get("/api/v1/whoami", tags=["system"])
 async def whoami(caller: Caller, services: ServicesDep, run: Run) -> dict[str, Any]:
     """Returns the identity behind the token: kind, role, grants and restrictions."""

@@ -14,6 +14,8 @@ from coffer.cli.passwords import PasswordStdinOpt
 
 if TYPE_CHECKING:
     from coffer.config import Settings
+    from coffer.crypto.providers.configured import RootProviders
+    from coffer.domain.root_keys import RootKeyRecord
 
 DirOpt = Annotated[
     Path | None,
@@ -53,6 +55,29 @@ def _token_banner(token: str, addr: str, *, break_glass: bool = False) -> str:
     )
 
 
+def _split_of(shares: int | None, threshold: int | None) -> tuple[int, int] | None:
+    """(shares, threshold) when both are given; raises InvalidInput naming the missing one."""
+    from coffer.crypto.providers.shamir import validate_split
+    from coffer.domain.errors import InvalidInput
+
+    if shares is None and threshold is None:
+        return None
+    if shares is None or threshold is None:
+        missing = "shares" if shares is None else "threshold"
+        raise InvalidInput(f"--shares and --threshold go together; give --{missing}", field=missing)
+    validate_split(shares, threshold)
+    return shares, threshold
+
+
+def _shares_banner(shares: tuple[str, ...], threshold: int) -> str:
+    listed = "".join(f"\n  {number}. {share}\n" for number, share in enumerate(shares, 1))
+    return (
+        f"\nRoot key shares (shown once, stored nowhere; any {threshold} unseal the vault):\n"
+        f"{listed}\nGive each to a different person. Start the server, then run "
+        "`coffer unseal` once per share.\n"
+    )
+
+
 def _owner_banner(email: str, addr: str) -> str:
     return (
         f"\nOwner account: {email}. Log in from another terminal, once the server runs:\n\n"
@@ -83,22 +108,35 @@ def init(
         typer.Option("--email", help="Also create the owner's account with this e-mail."),
     ] = None,
     password_stdin: PasswordStdinOpt = False,
+    shares: Annotated[
+        int | None,
+        typer.Option("--shares", help="Split a new root key into this many Shamir shares (2-16)."),
+    ] = None,
+    threshold: Annotated[
+        int | None,
+        typer.Option("--threshold", help="Shares needed to unseal (with --shares)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a new vault: root key file (0600), database, organization, owner token.
+    """Create a new vault: root key (COFFER_ROOT_PROVIDER: a 0600 key file, an HSM or AWS
+    KMS), database, organization, owner token.
 
-    With --email the owner's account is created too (password from a prompt or stdin)."""
+    With --email the owner's account is created too (password from a prompt or stdin).
+    With --shares N --threshold T the root key is split into N Shamir shares, shown once and
+    never stored; the server then starts sealed until `coffer unseal` gets T of them."""
     from coffer.api.server import server_address
     from coffer.bootstrap import initialise_vault
     from coffer.config import Settings
 
     settings = Settings.from_env(directory=directory)
+    split = _split_of(shares, threshold)
     owner = None if email is None else _owner_credentials(settings, email, password_stdin)
     result = initialise_vault(
         settings,
         org,
         owner_email=owner[0] if owner else None,
         owner_password=owner[1] if owner else None,
+        split=split,
     )
     addr = server_address(settings)
     if as_json:
@@ -109,6 +147,7 @@ def init(
                 "owner": owner[0] if owner else None,
                 "token": result.token,
                 "addr": addr,
+                "shares": list(result.shares),
             }
         )
         return
@@ -116,9 +155,27 @@ def init(
         f"Initialised a coffer vault in {settings.directory} "
         f"(organization {result.organization.name})\n"
     )
+    if result.shares:
+        sys.stdout.write(_shares_banner(result.shares, split[1] if split else 0))
     if owner:
         sys.stdout.write(_owner_banner(owner[0], addr))
     sys.stdout.write(_token_banner(result.token, addr, break_glass=owner is not None))
+
+
+def _sealed_root(settings: Settings) -> tuple[RootProviders, RootKeyRecord] | None:
+    """The providers and active root record when the vault's root is Shamir-split."""
+    from coffer.crypto.providers.configured import RootProviders
+    from coffer.domain.root_keys import ProviderName
+    from coffer.services.vault_setup import active_root
+    from coffer.storage.database import create_engine
+
+    providers = RootProviders(settings)
+    engine = create_engine(settings.database_url)
+    try:
+        record = active_root(engine, providers)
+    finally:
+        engine.dispose()
+    return (providers, record) if record.provider is ProviderName.SHAMIR else None
 
 
 @handle_errors
@@ -137,7 +194,7 @@ def server(
     ] = None,
 ) -> None:
     """Start the API server (initialising a new vault on first start)."""
-    from coffer.api.server import check_tls_files, serve, server_address
+    from coffer.api.server import check_tls_files, serve, serve_sealed, server_address
     from coffer.bootstrap import build_services, initialise_vault, vault_exists
     from coffer.config import Settings
     from coffer.domain.errors import ConfigError
@@ -160,6 +217,12 @@ def server(
         banner = f"Initialised a new vault in {settings.directory}\n" + _token_banner(
             result.token, addr
         )
+    sealed = _sealed_root(settings)
+    if sealed is not None:
+        sys.stdout.write(f"{banner}\ncoffer listening on {addr}, SEALED: run `coffer unseal`\n")
+        sys.stdout.flush()
+        serve_sealed(settings, sealed[0], sealed[1])
+        return
     services = build_services(settings)
     sys.stdout.write(f"{banner}\ncoffer listening on {addr}  (API docs: {addr}/docs)\n")
     sys.stdout.flush()
