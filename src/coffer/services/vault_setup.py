@@ -199,6 +199,7 @@ def open_vault(engine: Engine, providers: RootProviders) -> OpenedVault:
     active = active_root(engine, providers)
     keks = KekRing(providers)
     kek = keks.open_generation(active)
+    providers.get(active.provider).finish_rotation(active)  # a move cut short by a crash
     with engine.connect() as conn:
         pending = root_key_store.in_state(conn, RootKeyState.PENDING)
     if pending is not None:
