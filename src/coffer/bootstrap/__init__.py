@@ -140,7 +140,6 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         access=AccessService(engine, audit, gate),
         projects=ProjectService(engine, keyring, audit, gate),
         key_rotation=KeyRotationService(engine, keyring, audit, gate),
-        keks=keks,
         secrets=SecretService(engine, ops, limits, gate),
         ephemeral=EphemeralService(engine, keks, ephemeral_rows, gate, limits),
         shares=ShareService(engine, ephemeral_rows, gate, limits),

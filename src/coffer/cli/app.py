@@ -10,7 +10,9 @@ from coffer.cli.commands import (
     access,
     account,
     audit,
+    backup,
     ephemeral,
+    keys,
     local,
     mfa,
     projects,
@@ -20,6 +22,7 @@ from coffer.cli.commands import (
     team,
     tokens,
     transfer,
+    unseal,
     webhooks,
 )
 
@@ -70,6 +73,11 @@ app.add_typer(access.grants_app, name="grants")
 app.add_typer(mfa.mfa_app, name="mfa")
 app.add_typer(webhooks.webhooks_app, name="webhooks")
 app.add_typer(audit.audit_app, name="audit")
+app.command("rotate-key")(keys.rotate_key)
+app.command("rotate-root")(keys.rotate_root)
+app.add_typer(keys.root_key_app, name="root-key")
+app.add_typer(backup.backup_app, name="backup")
+app.command("unseal")(unseal.unseal)
 app.command("import")(transfer.import_file)
 app.command("export")(transfer.export)
 app.command("diff")(transfer.diff)

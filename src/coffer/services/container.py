@@ -13,7 +13,6 @@ from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs
 from coffer.services.ephemeral import EphemeralService
 from coffer.services.fast_read import FastSecretReader
-from coffer.services.kek_ring import KekRing
 from coffer.services.key_rotation import KeyRotationService
 from coffer.services.login import LoginService
 from coffer.services.machines import AccessService
@@ -44,7 +43,6 @@ class Services:
     access: AccessService
     projects: ProjectService
     key_rotation: KeyRotationService
-    keks: KekRing
     secrets: SecretService
     ephemeral: EphemeralService
     shares: ShareService

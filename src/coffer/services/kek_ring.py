@@ -8,6 +8,7 @@ by another process) is loaded from the vault through its provider on first use.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import sqlalchemy as sa
@@ -22,6 +23,8 @@ from coffer.crypto.providers.configured import RootProviders
 from coffer.domain.errors import ConfigError, DecryptionFailed, WrongRootKey
 from coffer.domain.root_keys import RootKeyRecord, RootKeyState
 from coffer.storage import root_key_store
+
+_log = logging.getLogger("coffer.keys")
 
 
 class KekRing:
@@ -67,7 +70,8 @@ class KekRing:
             raise DecryptionFailed()
         try:
             return self.open_generation(record)
-        except ConfigError:
+        except ConfigError as exc:  # the message names the setting, never key material
+            _log.warning("root-key generation %d cannot be opened: %s", generation, exc.message)
             raise DecryptionFailed() from None
 
     def sealing(self, conn: sa.Connection) -> tuple[int, KeyEncryptionKey]:

@@ -55,7 +55,6 @@ class LocalRootProvider:
                 f"the root key comes from {ENV_SOURCE}, which coffer cannot change; keep it in "
                 "a key file (COFFER_ROOT_KEY_FILE) to rotate it"
             )
-        self.root()  # the current key must be readable before a new one is made
         pending = next_key_file(self._key_file)
         pending.unlink(missing_ok=True)
         root = RootKey.generate()
@@ -74,12 +73,14 @@ class LocalRootProvider:
         )
 
     def _candidates(self) -> list[RootKey]:
-        if self._env_value:
-            return [self.root()]
-        found = [self.root()]
+        """The configured key and, during a rotation, the ``.next`` file's key (alone when a
+        vault moving here from an HSM or KMS has no key file yet)."""
         pending = next_key_file(self._key_file)
-        if pending.exists():
-            found.append(load_root_key(env_value=None, key_file=pending))
+        if self._env_value or not pending.exists():
+            return [self.root()]
+        found = [load_root_key(env_value=None, key_file=pending)]
+        if self._key_file.exists():
+            found.insert(0, self.root())
         return found
 
     def finish_rotation(self, record: RootKeyRecord) -> None:
