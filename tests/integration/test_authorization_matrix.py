@@ -264,6 +264,22 @@ def revoke_grant(w: World, who: Identity, t: Target) -> Call:
     return Call("DELETE", f"{API}/grants/{t.pick('grant', grant_id)}")
 
 
+KEY_ROTATION = "/key-rotation"
+
+
+def start_key_rotation(w: World, who: Identity, t: Target) -> Call:
+    """Starts a data-key rotation; an allowed start is run to its end by acme's owner, so
+    the project is never left mid-rotation."""
+
+    def finish(response: httpx.Response) -> None:
+        if response.is_success:
+            url = f"{API}/projects/{t.home}{KEY_ROTATION}/steps"
+            done = w.as_owner("POST", url, json={"batch": 20000}).json()["done"]
+            assert done, "a one-step rotation of the matrix's project did not finish"
+
+    return Call("POST", f"{API}/projects/{t.project()}{KEY_ROTATION}", after=finish)
+
+
 def audit_proof(w: World, who: Identity, t: Target) -> Call:
     entry_id = w.as_owner("GET", f"{API}/audit?limit=1").json()["entries"][0]["id"]
     return Call("GET", f"{API}/audit/entries/{t.pick('entry', entry_id)}/proof")
@@ -509,6 +525,28 @@ def opens_share(who: str, response: httpx.Response) -> str | None:
     return None if open_share(key_text, envelope) == SHARED else "the reveal does not open"
 
 
+def shows_rotation(who: str, response: httpx.Response) -> str | None:
+    body = response.json()
+    wanted = {
+        "project",
+        "key_version",
+        "retiring_key_versions",
+        "running",
+        "total_versions",
+        "remaining_versions",
+    }
+    if set(body) != wanted or body["project"] != PROJECT:
+        return f"rotation status {body}"
+    return None
+
+
+def shows_rotation_step(who: str, response: httpx.Response) -> str | None:
+    body = response.json()
+    if set(body) != {"project", "key_version", "reencrypted", "cursor", "done"}:
+        return f"rotation step {body}"
+    return None if body["project"] == PROJECT and body["done"] is True else f"step {body}"
+
+
 def shows_reveal_button(who: str, response: httpx.Response) -> str | None:
     return None if 'id="reveal"' in response.text else "no reveal button"
 
@@ -574,6 +612,22 @@ CASES: list[Case] = [
         public=True,
     ),
     Case("GET", "/redoc", "public", fixed("GET", "/redoc"), EVERYONE, public=True),
+    Case(
+        "GET",
+        f"{API}/sys/seal-status",
+        "public",
+        fixed("GET", f"{API}/sys/seal-status"),
+        EVERYONE,
+        public=True,
+    ),
+    Case(
+        "POST",
+        f"{API}/sys/unseal",
+        "public",
+        fixed("POST", f"{API}/sys/unseal", json={"share": "unused"}),
+        EVERYONE,
+        public=True,
+    ),
     Case("POST", f"{API}/auth/login", "public", login_bystander, EVERYONE, public=True),
     Case("POST", f"{API}/invitations/accept", "public", accept_invitation, EVERYONE, public=True),
     Case(
@@ -719,6 +773,23 @@ CASES: list[Case] = [
         check=sees_environments,
     ),
     Case("DELETE", f"{P}/environments/{{environment}}", "manage", delete_environment, STAFF),
+    Case(
+        "GET",
+        f"{P}{KEY_ROTATION}",
+        "keys",
+        in_project("GET", KEY_ROTATION),
+        STAFF,
+        check=shows_rotation,
+    ),
+    Case("POST", f"{P}{KEY_ROTATION}", "keys", start_key_rotation, STAFF, check=shows_rotation),
+    Case(
+        "POST",
+        f"{P}{KEY_ROTATION}/steps",
+        "keys",
+        in_project("POST", f"{KEY_ROTATION}/steps", json={"batch": 20000, "cursor": None}),
+        STAFF,
+        check=shows_rotation_step,
+    ),
     *_secret_cases(),
     Case(
         "GET",

@@ -20,7 +20,7 @@ from coffer.crypto.passwords import Argon2Parameters, PasswordHasher
 from coffer.crypto.providers.configured import RootProviders
 from coffer.crypto.providers.shamir import validate_split
 from coffer.domain.identity import normalize_email, validate_password
-from coffer.domain.root_keys import ProviderName
+from coffer.domain.root_keys import ProviderName, RootKeyRecord
 from coffer.services import anomalies, webhook_delivery
 from coffer.services.access import AccessGate
 from coffer.services.anomalies import AnomalyDetector, burst_rule
@@ -50,6 +50,8 @@ from coffer.services.transfer import TransferService
 from coffer.services.vault_setup import (
     InitResult,
     OwnerAccount,
+    active_root,
+    expect_shamir_split,
     initialise,
     is_initialised,
     open_vault,
@@ -151,6 +153,21 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         webhooks=webhooks,
         consumers=consumers,
     )
+
+
+def sealed_root(settings: Settings) -> tuple[RootProviders, RootKeyRecord] | None:
+    """For a vault whose root key is split into Shamir shares: the providers (their unsealer
+    told which share set is the vault's) and the active root record; None for any other."""
+    providers = RootProviders(settings)
+    engine = create_engine(settings.database_url)
+    try:
+        record = active_root(engine, providers)
+        if record.provider is not ProviderName.SHAMIR:
+            return None
+        expect_shamir_split(engine, providers)
+    finally:
+        engine.dispose()
+    return providers, record
 
 
 def background_jobs(
@@ -286,13 +303,14 @@ def initialise_vault(
 
 def _undo_partial_init(created_dir: Path | None, new_key_file: Path | None) -> None:
     """Removes what a failed ``initialise_vault`` created: its key file and its directory
-    (only when empty apart from files it made itself)."""
+    (only when empty apart from the database files it made itself: the directory is new, so
+    they hold no vault)."""
     if new_key_file is not None:
         new_key_file.unlink(missing_ok=True)
     if created_dir is None or not created_dir.is_dir():
         return
     for leftover in created_dir.iterdir():
-        if leftover.name.startswith("coffer.db") and leftover.stat().st_size == 0:
+        if leftover.name.startswith("coffer.db"):
             leftover.unlink()
     if not any(created_dir.iterdir()):
         created_dir.rmdir()

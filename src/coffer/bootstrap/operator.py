@@ -73,6 +73,17 @@ def restore_vault(
     if root_key_file is not None:
         key_settings = settings.with_overrides(root_key_b64=None, root_key_file=root_key_file)
     providers = RootProviders(key_settings)
+    new_key = None
+    if root_key_file is not None:
+        new_key = load_root_key(env_value=None, key_file=root_key_file)
+        if settings.root_key_file.exists():
+            if load_root_key(env_value=None, key_file=settings.root_key_file) != new_key:
+                raise Conflict(
+                    f"{settings.root_key_file} holds another root key; remove it or leave out "
+                    "--root-key-file",
+                    field="root_key_file",
+                )
+            new_key = None
     with _open_source(source) as handle:
         if not settings.is_sqlite:
             engine = create_engine(settings.database_url)
@@ -85,10 +96,8 @@ def restore_vault(
                 engine.dispose()
         else:
             summary = _restore_sqlite(settings, handle, providers)
-    if root_key_file is not None and not settings.root_key_file.exists():
-        write_root_key_file(
-            settings.root_key_file, load_root_key(env_value=None, key_file=root_key_file)
-        )
+    if new_key is not None:
+        write_root_key_file(settings.root_key_file, new_key)
     return summary
 
 
@@ -122,7 +131,12 @@ def _restore_sqlite(
         raise ConfigError("restore needs a SQLite file or a PostgreSQL database")
     if vault_exists(settings):
         raise Conflict(f"{final} already holds a vault; restore needs an empty vault")
-    final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the vault directory {final.parent}: {exc.strerror}"
+        ) from None
     work = final.with_name(final.name + ".restoring")
     _remove_sqlite_files(work)
     _create_private_sqlite_file(f"sqlite:///{work}")

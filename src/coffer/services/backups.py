@@ -101,6 +101,11 @@ def create_backup(
     started = time.perf_counter()
     if destination.exists():
         raise Conflict(f"{destination} already exists; refusing to overwrite it", field="file")
+    if not destination.parent.is_dir():
+        raise InvalidInput(
+            f"cannot write {destination}: directory {destination.parent} does not exist",
+            field="file",
+        )
     AuditSealer(engine, audit_keys, CheckpointPolicy()).seal(checkpoint_now=True)
     partial = destination.with_name(destination.name + ".partial")
     partial.unlink(missing_ok=True)
@@ -147,7 +152,10 @@ def _write_archive(engine: Engine, keks: KekRing, path: Path) -> BackupSummary:
             "tables": [[t.name, backup_tables.column_names(t)] for t in tables],
         }
         counts: dict[str, int] = {}
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except OSError as exc:
+            raise InvalidInput(f"cannot write {path}: {exc.strerror}", field="file") from None
         with os.fdopen(fd, "wb") as out:
             writer = backup_archive.ArchiveWriter(out, header, kek)
             for number, table in enumerate(tables):
@@ -278,10 +286,10 @@ def restore_into(source: BinaryIO, engine: Engine, providers: RootProviders) -> 
         backup_tables.clear_all(conn)  # rows the migrations seed, or a failed restore's
         try:
             restorer.load(conn, backup_archive.read_payload(source, header, header_bytes, kek))
-        except DecryptionFailed:
-            raise ConfigError(
-                f"the configured root key does not open this backup (generation "
-                f"{record.generation})"
+        except DecryptionFailed:  # the KEK is right (its check value matched): edited
+            raise InvalidInput(
+                "the backup file is not valid: its archive key does not open (edited)",
+                field="file",
             ) from None
         except (ValueError, IndexError, TypeError, KeyError, sa.exc.StatementError):
             raise InvalidInput(

@@ -77,7 +77,8 @@ def parse_cursor(text: str | None) -> tuple[str, int] | None:
     if text is None or text == "":
         return None
     secret_id, _, version = text.partition(":")
-    if not (secret_id.isalnum() and len(secret_id) == 26 and version.isdigit()):
+    well_formed = secret_id.isascii() and secret_id.isalnum() and len(secret_id) == 26
+    if not (well_formed and version.isascii() and version.isdigit() and len(version) <= 9):
         raise InvalidInput("cursor must be a cursor returned by the previous step", field="cursor")
     return secret_id, int(version)
 

@@ -81,12 +81,15 @@ class RootRotation:
         """Returns the pending generation: the one under way, else a new one under the
         configured provider. Raises ConfigError when the provider cannot make a key."""
         with self._engine.begin() as conn:
+            active = store.in_state(conn, RootKeyState.ACTIVE)
+            assert active is not None
+            # One start at a time (PostgreSQL; SQLite runs one writer anyway): a second
+            # operator waits here, then finds the first one's pending generation and resumes.
+            store.lock_generation(conn, active.generation)
             pending = store.in_state(conn, RootKeyState.PENDING)
             if pending is not None:
                 self._keks.open_generation(pending)
                 return pending
-            active = store.in_state(conn, RootKeyState.ACTIVE)
-            assert active is not None
             generation = active.generation + 1
             provider = self._providers.get(self._providers.configured)
             new = provider.new_kek(generation, rotate=True)

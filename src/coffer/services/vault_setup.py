@@ -14,6 +14,7 @@ from coffer.crypto.keys import verify_key_check_value
 from coffer.crypto.providers.base import NewRootKek
 from coffer.crypto.providers.configured import RootProviders
 from coffer.crypto.providers.local import LocalRootProvider
+from coffer.crypto.providers.shamir import split_identity
 from coffer.crypto.tokens import hash_token, mint_token
 from coffer.domain.access import Role
 from coffer.domain.errors import ConfigError, Conflict
@@ -26,6 +27,7 @@ from coffer.storage import database, meta_store, root_key_store, schema, token_s
 from coffer.storage.ids import new_id
 
 KEY_CHECK_META = "root_key_check_value"
+SHAMIR_SPLIT_META = "shamir_split"
 BOOTSTRAP_TOKEN_KIND = "boot"
 
 
@@ -87,6 +89,9 @@ def initialise(
             raise Conflict("this vault is already initialised")
         meta_store.set_meta(conn, KEY_CHECK_META, root.key_id)
         meta_store.set_meta(conn, "initialised_at", repr(now))
+        if root.shares:
+            identifier, threshold = split_identity(root.shares[0])
+            meta_store.set_meta(conn, SHAMIR_SPLIT_META, f"{identifier}:{threshold}")
         root_key_store.insert(
             conn,
             RootKeyRecord(
@@ -189,6 +194,17 @@ def _record_first_generation(conn: sa.Connection, providers: RootProviders) -> R
     )
     root_key_store.insert(conn, record)
     return record
+
+
+def expect_shamir_split(engine: Engine, providers: RootProviders) -> None:
+    """Tells the process's Shamir unsealer which share set is the vault's (recorded at init),
+    so it refuses shares of any other."""
+    with engine.connect() as conn:
+        recorded = meta_store.get_meta(conn, SHAMIR_SPLIT_META)
+    if recorded is None:
+        raise ConfigError("the vault records no Shamir share set; it cannot be unsealed")
+    identifier, threshold = (int(part) for part in recorded.split(":"))
+    providers.shamir().expect(identifier, threshold)
 
 
 def open_vault(engine: Engine, providers: RootProviders) -> OpenedVault:

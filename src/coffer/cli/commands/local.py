@@ -14,8 +14,6 @@ from coffer.cli.passwords import PasswordStdinOpt
 
 if TYPE_CHECKING:
     from coffer.config import Settings
-    from coffer.crypto.providers.configured import RootProviders
-    from coffer.domain.root_keys import RootKeyRecord
 
 DirOpt = Annotated[
     Path | None,
@@ -162,22 +160,6 @@ def init(
     sys.stdout.write(_token_banner(result.token, addr, break_glass=owner is not None))
 
 
-def _sealed_root(settings: Settings) -> tuple[RootProviders, RootKeyRecord] | None:
-    """The providers and active root record when the vault's root is Shamir-split."""
-    from coffer.crypto.providers.configured import RootProviders
-    from coffer.domain.root_keys import ProviderName
-    from coffer.services.vault_setup import active_root
-    from coffer.storage.database import create_engine
-
-    providers = RootProviders(settings)
-    engine = create_engine(settings.database_url)
-    try:
-        record = active_root(engine, providers)
-    finally:
-        engine.dispose()
-    return (providers, record) if record.provider is ProviderName.SHAMIR else None
-
-
 @handle_errors
 def server(
     directory: DirOpt = None,
@@ -195,7 +177,7 @@ def server(
 ) -> None:
     """Start the API server (initialising a new vault on first start)."""
     from coffer.api.server import check_tls_files, serve, serve_sealed, server_address
-    from coffer.bootstrap import build_services, initialise_vault, vault_exists
+    from coffer.bootstrap import build_services, initialise_vault, sealed_root, vault_exists
     from coffer.config import Settings
     from coffer.domain.errors import ConfigError
 
@@ -217,7 +199,7 @@ def server(
         banner = f"Initialised a new vault in {settings.directory}\n" + _token_banner(
             result.token, addr
         )
-    sealed = _sealed_root(settings)
+    sealed = sealed_root(settings)
     if sealed is not None:
         sys.stdout.write(f"{banner}\ncoffer listening on {addr}, SEALED: run `coffer unseal`\n")
         sys.stdout.flush()

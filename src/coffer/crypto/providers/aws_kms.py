@@ -8,7 +8,13 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    InvalidRegionError,
+    NoCredentialsError,
+    NoRegionError,
+)
 
 from coffer.crypto.aead import KEY_BYTES
 from coffer.crypto.keys import KeyEncryptionKey
@@ -73,6 +79,10 @@ class AwsKmsRootProvider:
                     f"COFFER_KMS_KEY_ID: KMS key {arguments.get('KeyId')!r} not found"
                 ) from None
             raise ConfigError(f"AWS KMS {operation} failed at {where}: {code}") from None
+        except (InvalidRegionError, NoRegionError):
+            raise ConfigError(
+                f"COFFER_KMS_REGION {self._region!r} is not a valid AWS region name"
+            ) from None
         except BotoCoreError as exc:
             raise ConfigError(
                 f"AWS KMS at {where} is unreachable ({type(exc).__name__}, timeout "

@@ -39,6 +39,22 @@ def split_root(root: RootKey, *, shares: int, threshold: int) -> tuple[str, ...]
     return tuple(groups[0])
 
 
+def split_identity(share: str) -> tuple[int, int]:
+    """The (identifier, threshold) a set of shares shares; raises InvalidInput for a share
+    that does not parse."""
+    parsed = _parse(share)
+    return parsed.identifier, parsed.member_threshold
+
+
+def _parse(mnemonic: str) -> Share:
+    try:
+        return Share.from_mnemonic(" ".join(mnemonic.split()).lower())
+    except (MnemonicError, ValueError):
+        raise InvalidInput(
+            "share is not a valid SLIP-39 share (a word is wrong or missing)", field="share"
+        ) from None
+
+
 @dataclass(frozen=True)
 class UnsealProgress:
     """How far unsealing has come: distinct shares received and how many are needed."""
@@ -69,6 +85,12 @@ class ShamirRootProvider:
         """True until enough shares rebuilt the root key."""
         return self._root is None
 
+    def expect(self, identifier: int, threshold: int) -> None:
+        """Takes only shares of the vault's own split (recorded at init), so nobody can lock
+        the unseal by sending a share of another one first."""
+        with self._lock:
+            self._identifier, self._threshold = identifier, threshold
+
     def progress(self) -> UnsealProgress:
         """The shares received so far and the threshold (0 before the first share)."""
         with self._lock:
@@ -79,20 +101,17 @@ class ShamirRootProvider:
         and checks it against ``record``. Raises InvalidInput (field ``share``) for a share
         that does not parse or belongs to another split; WrongRootKey when the shares rebuild
         a key that is not this vault's (the shares given so far are then forgotten)."""
+        share = _parse(mnemonic)
         words = " ".join(mnemonic.split()).lower()
-        try:
-            share = Share.from_mnemonic(words)
-        except (MnemonicError, ValueError):
-            raise InvalidInput(
-                "share is not a valid SLIP-39 share (a word is wrong or missing)", field="share"
-            ) from None
         with self._lock:
             if self._root is not None:
                 return UnsealProgress(len(self._shares), self._threshold, True)
-            if self._identifier is not None and share.identifier != self._identifier:
-                raise InvalidInput("share belongs to another set of shares", field="share")
-            self._identifier = share.identifier
-            self._threshold = share.member_threshold
+            if self._identifier is None:
+                raise ConfigError("the vault's share set is unknown; cannot unseal")
+            if share.identifier != self._identifier:
+                raise InvalidInput(
+                    "share belongs to another set of shares, not this vault's", field="share"
+                )
             self._shares[share.index] = words
             if len(self._shares) < self._threshold:
                 return UnsealProgress(len(self._shares), self._threshold, False)
@@ -109,8 +128,6 @@ class ShamirRootProvider:
 
     def _forget(self) -> None:
         self._shares.clear()
-        self._identifier = None
-        self._threshold = 0
 
     def new_kek(self, generation: int, *, rotate: bool) -> NewRootKek:
         """At init, a new random root split into shares (returned once). Rotating a split root
