@@ -4,7 +4,7 @@ its root key in this process, and backups written and restored on this machine."
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +14,20 @@ from sqlalchemy.engine import Engine
 
 from coffer.bootstrap import _create_private_sqlite_file, _sqlite_file, vault_exists
 from coffer.config import Settings
+from coffer.crypto.backup_archive import read_header
 from coffer.crypto.keys import load_root_key, write_root_key_file
 from coffer.crypto.providers.configured import RootProviders
+from coffer.crypto.providers.shamir import UnsealProgress, split_identity
 from coffer.domain.errors import ConfigError, Conflict, InvalidInput
-from coffer.domain.root_keys import ProviderName
-from coffer.services.backups import BackupSummary, create_backup, restore_into
-from coffer.services.vault_setup import OpenedVault, active_root, is_initialised, open_vault
+from coffer.domain.root_keys import ProviderName, RootKeyRecord
+from coffer.services.backups import BackupSummary, create_backup, restore_into, root_of_header
+from coffer.services.vault_setup import (
+    OpenedVault,
+    active_root,
+    is_initialised,
+    open_vault,
+    shamir_split,
+)
 from coffer.storage.database import check_connection, create_engine, scrub_deleted
 
 
@@ -33,34 +41,70 @@ class OperatorVault:
     opened: OpenedVault
 
 
+ShareSource = Callable[[UnsealProgress], str]
+"""Asks the operator for the next Shamir share, given the progress so far."""
+
+
+def unseal_locally(
+    providers: RootProviders,
+    record: RootKeyRecord,
+    ask_share: ShareSource | None,
+    expected: tuple[int, int] | None = None,
+) -> None:
+    """Rebuilds a Shamir-split root in this process from shares ``ask_share`` gives, for the
+    set ``expected`` (identifier, threshold) or, offline with a backup, the first share's.
+    Raises ConfigError when there is no way to ask, InvalidInput for a bad share and
+    WrongRootKey for shares of another root."""
+    if ask_share is None:
+        raise ConfigError(
+            "this vault's root key is split into Shamir shares: give them on standard input, "
+            "one per line"
+        )
+    shamir = providers.shamir()
+    if expected is None:
+        first = ask_share(shamir.progress())
+        shamir.expect(*split_identity(first))
+        shamir.add_share(first, record)
+    else:
+        shamir.expect(*expected)
+    while shamir.sealed:
+        shamir.add_share(ask_share(shamir.progress()), record)
+
+
 @contextmanager
-def operator_vault(settings: Settings) -> Iterator[OperatorVault]:
+def operator_vault(
+    settings: Settings, ask_share: ShareSource | None = None
+) -> Iterator[OperatorVault]:
     """Opens the settings' vault with its root key for a local operator command and closes
-    it afterwards. Raises ConfigError when the database or the root key cannot be opened (a
-    Shamir-split root cannot: it opens only in a server, through `coffer unseal`)."""
+    it afterwards; a Shamir-split root is rebuilt from shares ``ask_share`` gives. Raises
+    ConfigError when the database or the root key cannot be opened."""
     providers = RootProviders(settings)
     engine = create_engine(settings.database_url)
     try:
-        if active_root(engine, providers).provider is ProviderName.SHAMIR:
-            raise ConfigError(
-                "this vault's root key is split into Shamir shares, which only a running "
-                "server can take (`coffer unseal`)"
-            )
+        active = active_root(engine, providers)
+        if active.provider is ProviderName.SHAMIR:
+            unseal_locally(providers, active, ask_share, shamir_split(engine))
         yield OperatorVault(engine, providers, open_vault(engine, providers))
     finally:
         engine.dispose()
 
 
-def backup_vault(settings: Settings, destination: Path) -> BackupSummary:
+def backup_vault(
+    settings: Settings, destination: Path, ask_share: ShareSource | None = None
+) -> BackupSummary:
     """Writes an encrypted backup of the settings' vault to ``destination`` (see
     ``services.backups.create_backup``)."""
-    with operator_vault(settings) as vault:
+    with operator_vault(settings, ask_share) as vault:
         opened = vault.opened
         return create_backup(vault.engine, opened.keks, opened.audit_keys, destination)
 
 
 def restore_vault(
-    settings: Settings, source: Path, *, root_key_file: Path | None = None
+    settings: Settings,
+    source: Path,
+    *,
+    root_key_file: Path | None = None,
+    ask_share: ShareSource | None = None,
 ) -> BackupSummary:
     """Restores the backup at ``source`` into the settings' vault, which must not exist yet.
     The root key comes from the settings or, with ``root_key_file``, from that file (copied
@@ -73,6 +117,7 @@ def restore_vault(
     if root_key_file is not None:
         key_settings = settings.with_overrides(root_key_b64=None, root_key_file=root_key_file)
     providers = RootProviders(key_settings)
+    _unseal_for_backup(source, providers, ask_share)
     new_key = None
     if root_key_file is not None:
         new_key = load_root_key(env_value=None, key_file=root_key_file)
@@ -101,16 +146,30 @@ def restore_vault(
     return summary
 
 
-def verify_backup(settings: Settings, source: Path) -> BackupSummary:
+def verify_backup(
+    settings: Settings, source: Path, ask_share: ShareSource | None = None
+) -> BackupSummary:
     """Checks the backup at ``source`` completely by restoring it into a temporary SQLite
     vault that is then deleted; raises as ``restore_vault`` does."""
     providers = RootProviders(settings)
+    _unseal_for_backup(source, providers, ask_share)
     with tempfile.TemporaryDirectory(prefix="coffer-verify-") as scratch:
         target = settings.with_overrides(
             directory=Path(scratch), database_url=f"sqlite:///{Path(scratch) / 'coffer.db'}"
         )
         with _open_source(source) as handle:
             return _restore_sqlite(target, handle, providers)
+
+
+def _unseal_for_backup(
+    source: Path, providers: RootProviders, ask_share: ShareSource | None
+) -> None:
+    """Rebuilds the root of a backup made under a Shamir-split root (nothing otherwise)."""
+    with _open_source(source) as handle:
+        header, _ = read_header(handle)
+    record = root_of_header(header)
+    if record.provider is ProviderName.SHAMIR:
+        unseal_locally(providers, record, ask_share)
 
 
 @contextmanager

@@ -70,7 +70,9 @@ def _root_json(record: RootKeyRecord) -> dict[str, Any]:
     }
 
 
-def _root_from_header(header: dict[str, Any]) -> RootKeyRecord:
+def root_of_header(header: dict[str, Any]) -> RootKeyRecord:
+    """The root-key generation a backup's header says opens it; raises InvalidInput (field
+    ``file``) when it names none."""
     root = header.get("root")
     try:
         assert isinstance(root, dict)
@@ -195,7 +197,7 @@ def open_backup_kek(
 ) -> tuple[RootKeyRecord, KeyEncryptionKey]:
     """The KEK that opens the archive, from the root-key generation its header names.
     Raises ConfigError (WrongRootKey) saying which root key the backup needs."""
-    record = _root_from_header(header)
+    record = root_of_header(header)
     needs = (
         f"this backup needs root key generation {record.generation} "
         f"({record.provider.value}, key {record.key_id})"

@@ -196,15 +196,20 @@ def _record_first_generation(conn: sa.Connection, providers: RootProviders) -> R
     return record
 
 
-def expect_shamir_split(engine: Engine, providers: RootProviders) -> None:
-    """Tells the process's Shamir unsealer which share set is the vault's (recorded at init),
-    so it refuses shares of any other."""
+def shamir_split(engine: Engine) -> tuple[int, int]:
+    """The (identifier, threshold) of the vault's Shamir share set, recorded at init."""
     with engine.connect() as conn:
         recorded = meta_store.get_meta(conn, SHAMIR_SPLIT_META)
     if recorded is None:
         raise ConfigError("the vault records no Shamir share set; it cannot be unsealed")
     identifier, threshold = (int(part) for part in recorded.split(":"))
-    providers.shamir().expect(identifier, threshold)
+    return identifier, threshold
+
+
+def expect_shamir_split(engine: Engine, providers: RootProviders) -> None:
+    """Tells the process's Shamir unsealer which share set is the vault's (recorded at init),
+    so it refuses shares of any other."""
+    providers.shamir().expect(*shamir_split(engine))
 
 
 def open_vault(engine: Engine, providers: RootProviders) -> OpenedVault:

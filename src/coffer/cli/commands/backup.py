@@ -10,6 +10,7 @@ import typer
 from coffer.cli.commands.local import DirOpt
 from coffer.cli.common import JsonOpt, handle_errors
 from coffer.cli.output import emit
+from coffer.cli.shares import share_reader
 
 if TYPE_CHECKING:
     from coffer.services.backups import BackupSummary
@@ -49,11 +50,12 @@ def _describe(summary: BackupSummary) -> str:
 def create(file: FileArg, directory: DirOpt = None, as_json: JsonOpt = False) -> None:
     """Write an encrypted backup of the vault (never a plaintext) to FILE.
 
-    Needs the vault's root key; the vault keeps serving meanwhile."""
+    Needs the vault's root key (a Shamir-split one: its shares, asked for or one per line of
+    stdin); the vault keeps serving meanwhile."""
     from coffer.bootstrap.operator import backup_vault
     from coffer.config import Settings
 
-    summary = backup_vault(Settings.from_env(directory=directory), file)
+    summary = backup_vault(Settings.from_env(directory=directory), file, share_reader())
     emit(_summary_json(summary, file), as_json, f"Wrote {file}: {_describe(summary)}")
 
 
@@ -65,7 +67,7 @@ def verify(file: FileArg, directory: DirOpt = None, as_json: JsonOpt = False) ->
     from coffer.bootstrap.operator import verify_backup
     from coffer.config import Settings
 
-    summary = verify_backup(Settings.from_env(directory=directory), file)
+    summary = verify_backup(Settings.from_env(directory=directory), file, share_reader())
     emit(_summary_json(summary, file), as_json, f"{file} is intact: {_describe(summary)}")
 
 
@@ -91,7 +93,7 @@ def restore(
     from coffer.config import Settings
 
     settings = Settings.from_env(directory=directory)
-    summary = restore_vault(settings, file, root_key_file=root_key_file)
+    summary = restore_vault(settings, file, root_key_file=root_key_file, ask_share=share_reader())
     emit(
         _summary_json(summary, file),
         as_json,

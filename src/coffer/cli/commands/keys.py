@@ -211,12 +211,13 @@ def rotate_root(
 
     An interrupted rotation resumes when run again."""
     from coffer.bootstrap.operator import operator_vault
+    from coffer.cli.shares import share_reader
     from coffer.domain.root_keys import ProviderName
     from coffer.services.root_rotation import DEFAULT_BATCH, RootRotation, root_key_status
 
     size = _batch(batch, DEFAULT_BATCH)
     settings = _settings_of_vault(directory)
-    with operator_vault(settings) as vault:
+    with operator_vault(settings, share_reader()) as vault:
         before = root_key_status(vault.engine)
         old = before.active
         resumed = before.pending is not None
