@@ -154,10 +154,10 @@ def test_a_split_vault_is_sealed_until_enough_shares_then_serves(
         assert failed(stranger, INVALID_INPUT) == (
             "error [share]: share belongs to another set of shares, not this vault's\n"
         )
-        assert failed(backup, CONFIG) == (
-            "error: this vault's root key is split into Shamir shares, which only a running "
-            "server can take (`coffer unseal`)\n"
+        assert failed(backup, INVALID_INPUT) == (
+            "error [share]: standard input ended after 0 shares; 3 are needed\n"
         )
+        assert not (tmp_path / "split.coffer-backup").exists()
         again = give(server, shares[0])
         assert (again.status_code, again.json()) == (200, progress(True, 3, 2))
         assert seal_status(server) == progress(True, 3, 2)
@@ -272,3 +272,32 @@ def test_bad_share_counts_are_refused_naming_the_flag(local_cli: Cli, tmp_path: 
     for result, expected in zip(results, cases.values(), strict=True):
         assert failed(result, INVALID_INPUT) == expected
     assert list(tmp_path.iterdir()) == [tmp_path / "home"]
+
+
+def test_local_commands_take_the_shares_on_stdin(local_cli: Cli, tmp_path: Path) -> None:
+    """On a split vault, backup create/verify/restore and rotate-root read the shares from
+    standard input (one per line): too few is refused naming ``share``; enough back up and
+    restore the vault, and rotate-root moves its root to a key file."""
+    vault, restored = tmp_path / "vault", tmp_path / "restored"
+    made = ok_json(
+        local_cli("init", "--dir", str(vault), "--shares", "3", "--threshold", "2", "--json")
+    )
+    shares = made["shares"]
+    given = f"{shares[2]}\n\n{shares[0]}\n"
+    backup = str(tmp_path / "split.bak")
+    assert failed(
+        local_cli("backup", "create", backup, "--dir", str(vault), input=shares[1] + "\n"),
+        INVALID_INPUT,
+    ) == ("error [share]: standard input ended after 1 shares; 2 are needed\n")
+    assert ok(local_cli("backup", "create", backup, "--dir", str(vault), input=given)).startswith(
+        f"Wrote {backup}: "
+    )
+    assert ok(local_cli("backup", "verify", backup, input=given)).startswith(f"{backup} is intact")
+    restore = local_cli("backup", "restore", backup, "--dir", str(restored), "--json", input=given)
+    assert ok_json(restore)["provider"] == "shamir"
+    assert not (restored / "root.key").exists()
+    moved = local_cli("rotate-root", "--dir", str(vault), "--yes", "--json", input=given)
+    assert ok_json(moved)["current"]["provider"] == "local"
+    assert (vault / "root.key").exists()
+    status = ok_json(local_cli("root-key", "status", "--dir", str(vault), "--json"))
+    assert (status["active"]["generation"], status["active"]["provider"]) == (2, "local")
