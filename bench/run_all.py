@@ -22,20 +22,26 @@
    ``--only audit`` runs just them, ``--only core`` everything else.
 8. The ephemeral secrets' benchmarks (``bench/ephemeral_bench.py``: creates/s and reads/s of
    read-limited secrets, and the exactly-once load test, two servers and 64 clients reading
-   10,000 secrets with ``max_reads=1``), last; ``--only ephemeral`` runs just them. The run
+   10,000 secrets with ``max_reads=1``); ``--only ephemeral`` runs just them. The run
    exits 1 when the load test's counts are not exact or a request got a wrong answer.
+9. Key management's benchmarks (``bench/key_bench.py``: ``coffer rotate-key`` over 100,000
+   secret versions next to raw AES-GCM over the same ciphertexts, and ``coffer backup
+   create|verify|restore`` of that vault, on SQLite), last; ``--only keys`` runs just them.
+   The run exits 1 when a value read back after the rotation is wrong or a command fails.
 
 The servers run with every rate limit off except the limiter's segment (see
 ``server_process.LIMITS_OFF``): the benchmark sends far more requests from one address and one
 identity than any production limit allows.
 
 Prints a table and the targets with PASS/FAIL, writes ``bench/results/latest.json``, and exits 0
-whether or not a target is met: it reports, it does not gate (the one exception: a wrong
-exactly-once count, or a failed request, in the ephemeral part is a failure, exit 1). Usage::
+whether or not a target is met: it reports, it does not gate (the exceptions: a wrong
+exactly-once count, or a failed request, in the ephemeral part, and a wrong value or a failed
+command in the key part are failures, exit 1). Usage::
 
     .venv/bin/python bench/run_all.py [--quick] [--loadgen auto|wrk|python] [--no-pin]
     .venv/bin/python bench/run_all.py --only audit [--entries N]
     .venv/bin/python bench/run_all.py --only ephemeral
+    .venv/bin/python bench/run_all.py --only keys [--quick]
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import audit_bench
 import ephemeral_bench
+import key_bench
 from cli_timing import time_commands
 from http_load import (
     PYTHON_START_DELAY,
@@ -883,10 +890,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short segments, for trying it out")
     parser.add_argument(
         "--only",
-        choices=("all", "core", "audit", "ephemeral"),
+        choices=("all", "core", "audit", "ephemeral", "keys"),
         default="all",
         help="core: reads, writes, flood, CLI; audit: bench/audit_bench.py alone; "
-        "ephemeral: bench/ephemeral_bench.py alone",
+        "ephemeral: bench/ephemeral_bench.py alone; keys: bench/key_bench.py alone",
     )
     parser.add_argument(
         "--entries", type=int, help="audit log size for the audit benchmark (default 1,000,000)"
@@ -940,12 +947,21 @@ def _ephemeral_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _key_argv(args: argparse.Namespace) -> list[str]:
+    """The options of this run that ``key_bench.main`` shares."""
+    argv = ["--quick"] if args.quick else []
+    argv += ["--no-pin"] if args.no_pin else []
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.only == "audit":
         return audit_bench.main(_audit_argv(args))
     if args.only == "ephemeral":
         return ephemeral_bench.main(_ephemeral_argv(args))
+    if args.only == "keys":
+        return key_bench.main(_key_argv(args))
     plan: CpuPlan = cpu_plan(pin=not args.no_pin)
     pin_self(plan.client)
     tool = choose_tool(args.loadgen)
@@ -1021,7 +1037,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults: {args.output}  (took {results['meta']['elapsed_s']:.0f} s)")
     if args.only == "all":
         audit_bench.main(_audit_argv(args))
-        return ephemeral_bench.main(_ephemeral_argv(args))
+        ephemeral = ephemeral_bench.main(_ephemeral_argv(args))
+        return key_bench.main(_key_argv(args)) or ephemeral
     return 0
 
 

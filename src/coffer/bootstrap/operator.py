@@ -129,20 +129,28 @@ def restore_vault(
                     field="root_key_file",
                 )
             new_key = None
-    with _open_source(source) as handle:
-        if not settings.is_sqlite:
-            engine = create_engine(settings.database_url)
-            try:
-                check_connection(engine)
-                if is_initialised(engine):
-                    raise Conflict("the target database already holds a vault")
-                summary = restore_into(handle, engine, providers)
-            finally:
-                engine.dispose()
-        else:
-            summary = _restore_sqlite(settings, handle, providers)
+    # The key goes in first: a crash after the vault is in place must not leave it keyless
+    # (a rerun then finds the same key there and goes on).
     if new_key is not None:
         write_root_key_file(settings.root_key_file, new_key)
+    complete = False
+    try:
+        with _open_source(source) as handle:
+            if not settings.is_sqlite:
+                engine = create_engine(settings.database_url)
+                try:
+                    check_connection(engine)
+                    if is_initialised(engine):
+                        raise Conflict("the target database already holds a vault")
+                    summary = restore_into(handle, engine, providers)
+                finally:
+                    engine.dispose()
+            else:
+                summary = _restore_sqlite(settings, handle, providers)
+        complete = True
+    finally:
+        if new_key is not None and not complete:
+            settings.root_key_file.unlink(missing_ok=True)
     return summary
 
 

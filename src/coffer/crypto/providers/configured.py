@@ -4,10 +4,8 @@ session or a KMS client is made once; Shamir shares given to ``unseal`` stay in 
 from __future__ import annotations
 
 from coffer.config import Settings
-from coffer.crypto.providers.aws_kms import AwsKmsRootProvider
 from coffer.crypto.providers.base import RootKeyProvider
 from coffer.crypto.providers.local import LocalRootProvider
-from coffer.crypto.providers.pkcs11_hsm import Pkcs11RootProvider
 from coffer.crypto.providers.shamir import ShamirRootProvider
 from coffer.domain.errors import ConfigError
 from coffer.domain.root_keys import ProviderName
@@ -51,6 +49,8 @@ class RootProviders:
             shares, threshold = self._split
             return ShamirRootProvider(shares=shares, threshold=threshold)
         if name is ProviderName.PKCS11:
+            from coffer.crypto.providers.pkcs11_hsm import Pkcs11RootProvider  # loads lazily
+
             _require(settings.pkcs11_token, "COFFER_PKCS11_TOKEN", name)
             _require(settings.pkcs11_pin, "COFFER_PKCS11_PIN", name)
             assert settings.pkcs11_token is not None and settings.pkcs11_pin is not None
@@ -60,6 +60,8 @@ class RootProviders:
                 pin=settings.pkcs11_pin,
                 key_label=settings.pkcs11_key_label,
             )
+        from coffer.crypto.providers.aws_kms import AwsKmsRootProvider  # boto3 loads slowly
+
         _require(settings.kms_key_id, "COFFER_KMS_KEY_ID", name)
         assert settings.kms_key_id is not None
         return AwsKmsRootProvider(

@@ -58,7 +58,11 @@ class LocalRootProvider:
         pending = next_key_file(self._key_file)
         pending.unlink(missing_ok=True)
         root = RootKey.generate()
-        write_root_key_file(pending, root)
+        # Written aside and renamed, so a crash never leaves a partial `.next` file.
+        partial = pending.with_name(pending.name + ".partial")
+        partial.unlink(missing_ok=True)
+        write_root_key_file(partial, root)
+        partial.replace(pending)
         return NewRootKek(kek=KeyEncryptionKey.derive(root), key_id=key_check_value(root))
 
     def open_kek(self, record: RootKeyRecord) -> KeyEncryptionKey:
@@ -78,9 +82,13 @@ class LocalRootProvider:
         pending = next_key_file(self._key_file)
         if self._env_value or not pending.exists():
             return [self.root()]
-        found = [load_root_key(env_value=None, key_file=pending)]
-        if self._key_file.exists():
-            found.insert(0, self.root())
+        found = [self.root()] if self._key_file.exists() else []
+        try:
+            found.append(load_root_key(env_value=None, key_file=pending))
+        except ConfigError:
+            # Not a key: a rotation that never recorded its generation left it.
+            if not found:
+                raise
         return found
 
     def finish_rotation(self, record: RootKeyRecord) -> None:
@@ -88,9 +96,12 @@ class LocalRootProvider:
         pending = next_key_file(self._key_file)
         if self._env_value or not pending.exists():
             return
-        if key_check_value(load_root_key(env_value=None, key_file=pending)) != record.key_id:
-            return
-        pending.replace(self._key_file)
+        try:
+            if key_check_value(load_root_key(env_value=None, key_file=pending)) != record.key_id:
+                return
+            pending.replace(self._key_file)
+        except (ConfigError, FileNotFoundError):
+            return  # another process finished the move first
         directory = os.open(self._key_file.parent, os.O_RDONLY)
         try:
             os.fsync(directory)
