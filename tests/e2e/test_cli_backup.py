@@ -275,7 +275,7 @@ def test_a_cut_edited_missing_or_foreign_keyed_file_is_refused(
     key_id = backup.summary["key_id"]
     assert failed(wrong_key, CONFIG) == (
         f"error: this backup needs root key generation 1 (local, key {key_id}): the root key "
-        "does not match generation 1 of this vault (key check value mismatch); check "
+        "does not match this vault (generation 1: key check value mismatch); check "
         f"COFFER_ROOT_KEY or the root key file {other_key}\n"
     )
     for directory in fresh:

@@ -454,8 +454,8 @@ def test_restore_with_another_root_key_names_the_key_it_needs(
         assert source.summary is not None
         assert raised.value.message == (
             f"this backup needs root key generation 1 (local, key {source.summary.key_id}): "
-            "the root key does not match generation 1 of this vault (key check value "
-            f"mismatch); check COFFER_ROOT_KEY or the root key file {stranger / 'root.key'}"
+            "the root key does not match this vault (generation 1: key check "
+            f"value mismatch); check COFFER_ROOT_KEY or the root key file {stranger / 'root.key'}"
         )
         assert_nothing_written(target)
         with pytest.raises(ConfigError) as missing:

@@ -272,7 +272,7 @@ def test_local_rotation_replaces_the_key_file_and_everything_still_opens(
     with pytest.raises(WrongRootKey) as raised:
         build_services(local.with_overrides(root_key_file=kept))
     assert raised.value.message == (
-        "the root key does not match generation 2 of this vault (key check value mismatch); "
+        "the root key does not match this vault (generation 2: key check value mismatch); "
         f"check COFFER_ROOT_KEY or the root key file {kept}"
     )
     [entry] = root_rotated_entries(local)

@@ -381,7 +381,7 @@ def test_local_rotation_writes_the_next_key_beside_the_key_file(tmp_path: Path) 
     with pytest.raises(WrongRootKey) as raised:
         provider.open_kek(old_record)
     assert raised.value.message == (
-        "the root key does not match generation 1 of this vault (key check value mismatch); "
+        "the root key does not match this vault (generation 1: key check value mismatch); "
         f"check COFFER_ROOT_KEY or the root key file {key_file}"
     )
 

@@ -72,7 +72,7 @@ class LocalRootProvider:
             if key_check_value(root) == record.key_id:
                 return KeyEncryptionKey.derive(root)
         raise WrongRootKey(
-            f"the root key does not match generation {record.generation} of this vault (key "
+            f"the root key does not match this vault (generation {record.generation}: key "
             f"check value mismatch); check {ENV_SOURCE} or the root key file {self._key_file}"
         )
 
