@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from coffer.api.errors import error_response
+from coffer.api.errors import status_for
 from coffer.crypto.providers.shamir import ShamirRootProvider, UnsealProgress
 from coffer.domain.errors import CofferError, InvalidInput, Sealed, TooLarge, WrongRootKey
 from coffer.domain.root_keys import RootKeyRecord
@@ -120,8 +120,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 async def _error(send: Send, error: CofferError) -> None:
-    response = error_response(error)
-    await _json(send, response.status_code, json.loads(bytes(response.body)))
+    await _json(send, status_for(error), {"error": error.to_dict()})
 
 
 async def _json(send: Send, status: int, body: dict[str, Any]) -> None:

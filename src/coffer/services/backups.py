@@ -27,7 +27,6 @@ from coffer.audit.live_check import verify_stored_log
 from coffer.audit.sealer import AuditSealer, CheckpointPolicy, checkpoint_from_row
 from coffer.audit.writer import AuditWriter
 from coffer.crypto import backup_archive
-from coffer.crypto.aad import secret_version_aad
 from coffer.crypto.audit_keys import AuditKeys
 from coffer.crypto.keys import KeyEncryptionKey
 from coffer.crypto.providers.configured import RootProviders
@@ -37,9 +36,16 @@ from coffer.domain.models import Project
 from coffer.domain.root_keys import ProviderName, RootKeyRecord, RootKeyState
 from coffer.services.kek_ring import KekRing
 from coffer.services.keyring import Keyring
-from coffer.storage import audit_store, backup_tables, key_rotation_store, root_key_store, schema
+from coffer.services.secret_ops import bound_aad
+from coffer.storage import (
+    audit_store,
+    backup_tables,
+    key_rotation_store,
+    project_store,
+    root_key_store,
+    schema,
+)
 from coffer.storage.database import read_snapshot
-from coffer.storage.tables import projects
 
 ROWS_PER_INSERT = 1000
 
@@ -323,7 +329,9 @@ def _check_restored(
     keks = KekRing(providers)
     kek = keks.open_generation(active)
     keyring = Keyring(keks)
-    versions = sum(_open_versions(conn, keyring, project) for project in _projects(conn))
+    versions = sum(
+        _open_versions(conn, keyring, project) for project in project_store.all_projects(conn)
+    )
     known = header.get("checkpoint")
     report = verify_stored_log(
         conn,
@@ -338,19 +346,6 @@ def _check_restored(
     return versions, report.tree_size
 
 
-def _projects(conn: sa.Connection) -> list[Project]:
-    rows = conn.execute(
-        sa.select(
-            projects.c.id,
-            projects.c.org_id,
-            projects.c.name,
-            projects.c.created_at,
-            projects.c.key_version,
-        )
-    )
-    return [Project(*row) for row in rows]
-
-
 def _open_versions(conn: sa.Connection, keyring: Keyring, project: Project) -> int:
     opened = 0
     after: tuple[str, int] | None = None
@@ -359,14 +354,7 @@ def _open_versions(conn: sa.Connection, keyring: Keyring, project: Project) -> i
             try:
                 keyring.data_key(conn, project, row.key_version).open(
                     row.ciphertext,
-                    secret_version_aad(
-                        org_id=project.org_id,
-                        project_id=project.id,
-                        environment_id=row.environment_id,
-                        key=row.key,
-                        version=row.version,
-                        key_version=row.key_version,
-                    ),
+                    bound_aad(project, row.environment_id, row.key, row.version, row.key_version),
                 )
             except DecryptionFailed:
                 raise InvalidInput(

@@ -78,16 +78,14 @@ class KekRing:
         """The generation new blobs go under: the pending one during a root rotation when it
         can be loaded, else the active one. Its row stays share-locked (PostgreSQL) until the
         caller's transaction ends, so a rotation cannot finish in between."""
-        pending = root_key_store.in_state(conn, RootKeyState.PENDING, lock=True)
-        if pending is not None:
+        live = root_key_store.live(conn, lock=True)
+        for record in live:
             try:
-                return pending.generation, self.open_generation(pending)
+                return record.generation, self.open_generation(record)
             except ConfigError:
-                pass
-        active = root_key_store.in_state(conn, RootKeyState.ACTIVE, lock=True)
-        if active is None:
-            raise ConfigError("the vault has no active root key generation")
-        return active.generation, self.open_generation(active)
+                if record.state is RootKeyState.ACTIVE:
+                    raise
+        raise ConfigError("the vault has no active root key generation")
 
     def seal(self, conn: sa.Connection, plaintext: bytes, aad: bytes) -> bytes:
         """Returns ``plaintext`` sealed under the sealing generation, tagged with it."""

@@ -10,7 +10,6 @@ rotation starts.
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 
@@ -18,7 +17,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coffer.audit.writer import AuditWriter
-from coffer.crypto.aad import secret_version_aad
 from coffer.crypto.keys import DataKey
 from coffer.domain.access import Action
 from coffer.domain.errors import InvalidInput
@@ -27,6 +25,7 @@ from coffer.domain.models import CallContext, Project
 from coffer.services.access import AccessGate
 from coffer.services.keyring import Keyring
 from coffer.services.lookup import require_project
+from coffer.services.secret_ops import bound_aad
 from coffer.storage import key_rotation_store as store
 
 DEFAULT_BATCH = 2000
@@ -170,14 +169,6 @@ class KeyRotationService:
                 old = old_keys[row.key_version] = self._keyring.data_key(
                     conn, project, row.key_version
                 )
-            bound = functools.partial(
-                secret_version_aad,
-                org_id=project.org_id,
-                project_id=project.id,
-                environment_id=row.environment_id,
-                key=row.key,
-                version=row.version,
-            )
             updates.append(
                 {
                     "b_secret_id": row.secret_id,
@@ -186,9 +177,11 @@ class KeyRotationService:
                     "b_key_version": current,
                     "b_ciphertext": old.reseal(
                         row.ciphertext,
-                        bound(key_version=row.key_version),
+                        bound_aad(
+                            project, row.environment_id, row.key, row.version, row.key_version
+                        ),
                         target,
-                        bound(key_version=current),
+                        bound_aad(project, row.environment_id, row.key, row.version, current),
                     ),
                 }
             )

@@ -10,6 +10,7 @@ nothing left under it. Running the rotation again resumes the pending generation
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import sqlalchemy as sa
@@ -147,6 +148,23 @@ class RootRotation:
         done = replace(pending, state=RootKeyState.ACTIVE, activated_at=now)
         self._providers.get(pending.provider).finish_rotation(done)
         return done
+
+    def run(
+        self, pending: RootKeyRecord, batch: int, advance: Callable[[int], None]
+    ) -> tuple[RootKeyRecord, int]:
+        """Steps ``pending`` to the end (``advance`` hears each step's count) and finishes
+        it, stepping again while blobs sealed meanwhile hold it back; returns the active
+        record and how many blobs moved."""
+        moved = 0
+        while True:
+            count = self.step(pending, batch)
+            moved += count
+            advance(count)
+            if count:
+                continue
+            done = self.finish(pending)
+            if done is not None:
+                return done, moved
 
     def _record(self, conn: sa.Connection, old: RootKeyRecord, new: RootKeyRecord) -> None:
         AuditWriter(self._audit_keys).append(

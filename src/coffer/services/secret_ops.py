@@ -70,15 +70,15 @@ def _require_utf8(text: str, field: str) -> None:
         ) from None
 
 
-def _bound_aad(
-    project: Project, env: Environment, key: str, version: int, key_version: int
+def bound_aad(
+    project: Project, environment_id: str, key: str, version: int, key_version: int
 ) -> bytes:
     """The associated data binding a version to its org, project, environment, key, version
     and data-key version: a ciphertext copied to any other row does not open."""
     return secret_version_aad(
         org_id=project.org_id,
         project_id=project.id,
-        environment_id=env.id,
+        environment_id=environment_id,
         key=key,
         version=version,
         key_version=key_version,
@@ -105,7 +105,7 @@ class SecretCipher:
         key's version. The version is read afresh and share-locked, so a key rotation that
         starts meanwhile waits for this write and then re-encrypts it."""
         key_version = key_rotation_store.current_key_version(conn, project.id, lock=True)
-        aad = _bound_aad(project, env, key, version, key_version)
+        aad = bound_aad(project, env.id, key, version, key_version)
         data_key = self._keyring.data_key(conn, project, key_version)
         return data_key.seal(value.reveal_bytes(), aad), key_version
 
@@ -131,7 +131,7 @@ class SecretCipher:
         stored: StoredVersion,
     ) -> SecretValue:
         """Like ``open`` with the version's data key already in hand."""
-        aad = _bound_aad(project, env, key, stored.version, stored.key_version)
+        aad = bound_aad(project, env.id, key, stored.version, stored.key_version)
         return SecretValue(data_key.open(stored.ciphertext, aad).decode("utf-8"))
 
     def open_bundle(

@@ -225,6 +225,5 @@ def open_vault(engine: Engine, providers: RootProviders) -> OpenedVault:
         pending = root_key_store.in_state(conn, RootKeyState.PENDING)
     if pending is not None:
         keks.open_generation(pending)
-        providers.get(pending.provider)  # its settings must be complete
     assert active.audit_keys_sealed is not None
     return OpenedVault(keks=keks, audit_keys=AuditKeys.unseal(kek, active.audit_keys_sealed))

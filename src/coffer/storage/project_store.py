@@ -45,6 +45,11 @@ def find_project(conn: sa.Connection, org_id: str, name: str) -> Project | None:
     return None if row is None else _project(row)
 
 
+def all_projects(conn: sa.Connection) -> list[Project]:
+    """Every project of every organization."""
+    return [_project(row) for row in conn.execute(sa.select(*_PROJECT_COLUMNS))]
+
+
 def list_projects(conn: sa.Connection, org_id: str) -> list[Project]:
     """Returns the organization's projects sorted by name."""
     rows = conn.execute(

@@ -87,6 +87,19 @@ def in_state(
     return None if row is None else _record(row)
 
 
+def live(conn: sa.Connection, *, lock: bool = False) -> list[RootKeyRecord]:
+    """The pending (first, when there is one) and active generations, in one query; share-
+    locked on PostgreSQL with ``lock`` (see ``in_state``)."""
+    query = (
+        sa.select(*_COLUMNS)
+        .where(root_keys.c.state.in_([RootKeyState.PENDING.value, RootKeyState.ACTIVE.value]))
+        .order_by(root_keys.c.generation.desc())
+    )
+    if lock:
+        query = query.with_for_update(read=True)
+    return [_record(row) for row in conn.execute(query)]
+
+
 def activate(conn: sa.Connection, pending: int, retiring: int, now: float) -> None:
     """Makes ``pending`` the active generation and retires ``retiring``, forgetting its
     wrapped KEK and sealed audit keys (nothing refers to them any more)."""

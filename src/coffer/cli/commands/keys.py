@@ -235,19 +235,10 @@ def rotate_root(
         if resumed and not as_json:
             sys.stdout.write(f"Resuming the root rotation to {_generation_text(pending)}\n")
             sys.stdout.flush()
-        moved = 0
         with _progress(
             "Re-sealing keys", rotation.remaining(pending), shown=not as_json
         ) as advance:
-            while True:
-                count = rotation.step(pending, size)
-                moved += count
-                advance(count)
-                if count:
-                    continue
-                new = rotation.finish(pending)
-                if new is not None:
-                    break
+            new, moved = rotation.run(pending, size, advance)
         after = root_key_status(vault.engine).history
     old = next((record for record in after if record.generation == old.generation), old)
     note = _old_key_note(old, new, settings)
