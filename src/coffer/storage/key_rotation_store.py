@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from coffer.storage.tables import data_keys, environments, projects, secret_versions, secrets
 
@@ -65,6 +68,24 @@ def _project_versions() -> sa.Select[Any]:
     )
 
 
+class no_index(FunctionElement[Any]):  # noqa: N801 - reads as a SQL function
+    """``no_index(column)``: the column's value, which SQLite's planner may not look up
+    through an index (``+column``); plain ``column`` on other databases."""
+
+    inherit_cache = True
+    type = sa.String()
+
+
+@compiles(no_index)
+def _no_index_default(element: no_index, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(no_index, "sqlite")
+def _no_index_sqlite(element: no_index, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"+{compiler.process(element.clauses, **kw)}"
+
+
 _COUNT_ALL = _project_versions()
 _COUNT_OLD = _project_versions().where(secret_versions.c.key_version < sa.bindparam("current"))
 
@@ -102,21 +123,33 @@ _PAGE_COLUMNS = (
 
 
 def _page(after: bool) -> sa.Select[Any]:
-    query = (
+    # A page walks secret_versions in primary-key order over the cursor's secret and the
+    # next ``limit`` secrets of the project (each has a version, so a full page needs no
+    # more), found by walking secrets from the cursor: a step reads about a page whatever
+    # the project's size. Joining environments -> secrets -> versions instead makes SQLite
+    # visit and sort every version of the project on every page.
+    next_secrets = (
+        sa.select(secrets.c.id)
+        .join(environments, environments.c.id == no_index(secrets.c.environment_id))
+        .where(environments.c.project_id == sa.bindparam("project_id"))
+        .order_by(secrets.c.id)
+        .limit(sa.bindparam("secrets"))
+    )
+    versions = (
         sa.select(*_PAGE_COLUMNS)
         .select_from(secret_versions)
         .join(secrets, secrets.c.id == secret_versions.c.secret_id)
-        .join(environments, environments.c.id == secrets.c.environment_id)
-        .where(environments.c.project_id == sa.bindparam("project_id"))
         .order_by(secret_versions.c.secret_id, secret_versions.c.version)
         .limit(sa.bindparam("limit"))
     )
-    if after:
-        query = query.where(
-            sa.tuple_(secret_versions.c.secret_id, secret_versions.c.version)
-            > sa.tuple_(sa.bindparam("after_id"), sa.bindparam("after_version"))
-        )
-    return query
+    if not after:
+        return versions.where(secret_versions.c.secret_id.in_(next_secrets))
+    next_secrets = next_secrets.where(secrets.c.id >= sa.bindparam("after_id"))
+    return versions.where(
+        secret_versions.c.secret_id.in_(next_secrets),
+        sa.tuple_(secret_versions.c.secret_id, secret_versions.c.version)
+        > sa.tuple_(sa.bindparam("after_id"), sa.bindparam("after_version")),
+    )
 
 
 _FIRST_PAGE = _page(after=False)
@@ -128,7 +161,7 @@ def versions_page(
 ) -> list[StoredSecretVersion]:
     """Up to ``limit`` of the project's secret versions after ``after`` (secret id,
     version) in primary-key order."""
-    params: dict[str, Any] = {"project_id": project_id, "limit": limit}
+    params: dict[str, Any] = {"project_id": project_id, "limit": limit, "secrets": limit + 1}
     if after is not None:
         params.update(after_id=after[0], after_version=after[1])
     rows = conn.execute(_NEXT_PAGE if after is not None else _FIRST_PAGE, params)
