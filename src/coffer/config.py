@@ -55,7 +55,20 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "(none)",
         "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed.",
     ),
-    "COFFER_REDIS_URL": ("(unset)", "redis://host:port/db for shared rate-limit counters."),
+    "COFFER_REDIS_URL": (
+        "(unset)",
+        "redis://host:port/db: rate-limit counters and cache invalidation shared by every node.",
+    ),
+    "COFFER_WORKERS": ("1", "Server worker processes on this machine (each one a full node)."),
+    "COFFER_NODE_ID": ("host:pid", "This node's name in job leases and logs."),
+    "COFFER_CACHE_SECONDS": (
+        "30",
+        "Longest a node keeps a token's identity or a secret's ciphertext cached (0: no cache).",
+    ),
+    "COFFER_JOB_LEASE_SECONDS": (
+        "30",
+        "A background job's lease: another node takes the job this long after its holder died.",
+    ),
     "COFFER_RATE_LIMIT_IP": ("6000/minute", "API requests per client address, or off."),
     "COFFER_RATE_LIMIT_IDENTITY": ("3000/minute", "API requests per identity, or off."),
     "COFFER_LOGIN_RATE_LIMIT": ("20/minute", "Login attempts per client address."),
@@ -199,6 +212,10 @@ class Settings:
     outbound_allow: tuple[str, ...] = ()
     production_environments: tuple[str, ...] = ("production", "prod")
     anomaly_read_burst: str = "100/minute"
+    workers: int = 1
+    node_id: str = ""
+    cache_seconds: int = 30
+    job_lease_seconds: int = 30
 
     @classmethod
     def from_env(
@@ -233,6 +250,7 @@ class Settings:
             access_log=_bool(env, "COFFER_ACCESS_LOG", False),
             **_security_settings(env),
             **_audit_settings(env),
+            **_node_settings(env),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -366,4 +384,20 @@ def _audit_settings(env: Mapping[str, str]) -> _AuditSettings:
         "production_environments": _list(env, "COFFER_PRODUCTION_ENVIRONMENTS")
         or ("production", "prod"),
         "anomaly_read_burst": env.get("COFFER_ANOMALY_READ_BURST") or "100/minute",
+    }
+
+
+class _NodeSettings(TypedDict):
+    workers: int
+    node_id: str
+    cache_seconds: int
+    job_lease_seconds: int
+
+
+def _node_settings(env: Mapping[str, str]) -> _NodeSettings:
+    return {
+        "workers": _int(env, "COFFER_WORKERS", 1, minimum=1, maximum=64),
+        "node_id": (env.get("COFFER_NODE_ID") or "").strip()[:128],
+        "cache_seconds": _int(env, "COFFER_CACHE_SECONDS", 30, minimum=0, maximum=3600),
+        "job_lease_seconds": _int(env, "COFFER_JOB_LEASE_SECONDS", 30, minimum=2, maximum=3600),
     }
