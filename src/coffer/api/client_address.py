@@ -63,24 +63,24 @@ class TrustedProxyMiddleware:
         self.networks = networks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        client = scope.get("client")
-        if (
-            self.networks
-            and scope["type"] == "http"
-            and client
-            and _trusted(client[0], self.networks)
-        ):
-            forwarded, proto = None, None
-            for name, value in scope["headers"]:
-                if name == b"x-forwarded-for":
-                    forwarded = value.decode("latin-1")
-                elif name == b"x-forwarded-proto":
-                    proto = value.decode("latin-1").strip().lower()
-            changes: dict[str, object] = {}
-            if forwarded is not None:
-                changes["client"] = (real_client(client[0], forwarded, self.networks), client[1])
-            if proto in ("http", "https"):
-                changes["scheme"] = proto
-            if changes:
-                scope = {**scope, **changes}
-        await self.app(scope, receive, send)
+        await self.app(as_forwarded(scope, self.networks), receive, send)
+
+
+def as_forwarded(scope: Scope, networks: tuple[Network, ...]) -> Scope:
+    """Returns ``scope`` with ``client`` and ``scheme`` taken from ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` when a trusted proxy sent them; ``scope`` itself otherwise."""
+    client = scope.get("client")
+    if not (networks and scope["type"] == "http" and client and _trusted(client[0], networks)):
+        return scope
+    forwarded, proto = None, None
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            forwarded = value.decode("latin-1")
+        elif name == b"x-forwarded-proto":
+            proto = value.decode("latin-1").strip().lower()
+    changes: dict[str, object] = {}
+    if forwarded is not None:
+        changes["client"] = (real_client(client[0], forwarded, networks), client[1])
+    if proto in ("http", "https"):
+        changes["scheme"] = proto
+    return {**scope, **changes} if changes else scope

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,6 +24,9 @@ from coffer.domain.errors import (
     TooLarge,
     Unauthenticated,
 )
+from coffer.storage.database import DATABASE_UNAVAILABLE
+
+_log = logging.getLogger("coffer.api")
 
 _STATUS: tuple[tuple[type[CofferError], int], ...] = (
     (TooLarge, 413),
@@ -91,8 +96,29 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+UNAVAILABLE_MESSAGE = "the database is unreachable; nothing was changed; try again shortly"
+
+
+def unavailable_response() -> JSONResponse:
+    """503 for a request the database could not serve (down, restarting, out of
+    connections); it tells the client to retry, and names nothing about the database."""
+    return JSONResponse(
+        {"error": {"code": "unavailable", "message": UNAVAILABLE_MESSAGE}},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+    # The driver's message can name hosts and users: the log gets the type only.
+    _log.warning("database unavailable: %s", type(exc).__name__)
+    return unavailable_response()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Registers the handlers that turn errors into JSON responses."""
     app.add_exception_handler(CofferError, _coffer_error)
+    for family in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(family, _database_down)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,10 +1,12 @@
 """ASGI short-cut for ``GET /api/v1/projects/{p}/environments/{e}/secrets/{key}``.
 
-The plain read (no query string) of a current value is answered here, below FastAPI's
-routing and dependency machinery. When the reader returns None (any problem at all) the
-request goes on to the FastAPI route, which applies every rule and produces the error; the
-route also documents this endpoint in the OpenAPI schema. The answer is byte-for-byte what
-the route would give.
+The plain read (no query string, bearer token) of a current value is answered here, before
+the middleware stack and FastAPI's routing and dependency machinery, doing itself what those
+layers would do for it: the client address behind trusted proxies, the per-address rate
+limit and the protective headers. When the reader returns None (any problem at all) the
+request goes on to the full stack, which applies every rule and produces the error; the
+FastAPI route also documents this endpoint in the OpenAPI schema. The answer is
+byte-for-byte what the route would give.
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from coffer.api.client_address import Network, as_forwarded
 from coffer.api.context import BlockingRunner
+from coffer.api.security_headers import headers_for
 from coffer.api.serialize import revealed_json
+from coffer.domain.errors import RateLimited
 from coffer.services.fast_read import FastSecretReader
+from coffer.services.throttle import Throttle
 
 _PATH = re.compile(r"/api/v1/projects/([^/]+)/environments/([^/]+)/secrets/([\s\S]+)")
-
-
-def _bearer(scope: Scope) -> str | None:
-    scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
+ROUTE = "/api/v1/projects/{project}/environments/{environment}/secrets/{key}"
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:
@@ -36,28 +38,49 @@ def _header(scope: Scope, wanted: bytes) -> str | None:
 class FastReadMiddleware:
     """Answers plain secret reads directly; passes everything else to ``app``."""
 
-    def __init__(self, app: ASGIApp, reader: FastSecretReader, runner: BlockingRunner) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        reader: FastSecretReader,
+        runner: BlockingRunner,
+        throttle: Throttle,
+        proxies: tuple[Network, ...],
+    ) -> None:
         self.app = app
         self.reader = reader
         self.runner = runner
+        self.throttle = throttle
+        self.proxies = proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
             await self.app(scope, receive, send)
             return
         match = _PATH.fullmatch(scope["path"])
-        token = _bearer(scope) if match else None
-        if match is None or not token:
+        if match is None:
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        secret = await self.runner(
-            self.reader.read,
+        scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            await self.app(scope, receive, send)
+            return
+        scope["coffer.route"] = ROUTE
+        seen = as_forwarded(scope, self.proxies)  # the full stack works it out itself
+        peer = seen.get("client")
+        client = peer[0] if peer else None
+        try:
+            self.throttle.hit("api_per_ip", client or "unknown")
+        except RateLimited:
+            await self.app(scope, receive, send)  # counted again there, and refused
+            return
+        secret = await self.reader.read(
+            self.runner,
             token,
             match.group(1),
             match.group(2),
             match.group(3),
-            source_ip=client[0] if client else None,
+            source_ip=client,
             user_agent=_header(scope, b"user-agent"),
         )
         if secret is None:
@@ -73,6 +96,7 @@ class FastReadMiddleware:
                 "headers": [
                     (b"content-length", str(len(body)).encode()),
                     (b"content-type", b"application/json"),
+                    *headers_for(seen),
                 ],
             }
         )

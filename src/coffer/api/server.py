@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 
 from starlette.types import ASGIApp
 
@@ -18,11 +20,20 @@ from coffer.services.container import Services
 
 def serve(services: Services, settings: Settings) -> None:
     """Serves the API until interrupted; HTTPS when the settings name a certificate and key.
-    Raises ConfigError when the certificate or key cannot be read."""
-    _run(_app_of(services, settings), settings)
+    Raises ConfigError when the certificate or key cannot be read. With ``COFFER_WORKERS``
+    above 1, ``services`` (built to check the vault opens) are closed and each worker
+    process builds its own (``api.worker``)."""
+    if settings.workers == 1:
+        _run(app_of(services, settings), settings)
+        return
+    services.close()
+    os.environ["COFFER_DIR"] = str(settings.directory)  # the workers' settings, as --dir gave
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coffer-metrics-")
+    _run("coffer.api.worker:create_worker_app", settings)
 
 
-def _app_of(services: Services, settings: Settings) -> ASGIApp:
+def app_of(services: Services, settings: Settings) -> ASGIApp:
     return create_app(
         services,
         max_body_bytes=settings.max_body_bytes,
@@ -32,14 +43,20 @@ def _app_of(services: Services, settings: Settings) -> ASGIApp:
 
 def serve_sealed(settings: Settings, providers: RootProviders, record: RootKeyRecord) -> None:
     """Serves a vault whose root key is split into Shamir shares: sealed until `coffer
-    unseal` gives enough of them, then the whole API (background jobs start then)."""
+    unseal` gives enough of them, then the whole API (background jobs start then). Raises
+    ConfigError for several workers (each would need the shares)."""
+    if settings.workers > 1:
+        raise ConfigError(
+            "COFFER_WORKERS must be 1 for a vault sealed with Shamir shares (each worker "
+            "would need the shares); run more nodes instead"
+        )
     opened: list[Services] = []
 
     def open_app() -> ASGIApp:
         services = build_services(settings, providers)
         opened.append(services)
         services.background.start()
-        return _app_of(services, settings)
+        return app_of(services, settings)
 
     try:
         _run(SealedGate(providers.shamir(), record, open_app), settings)
@@ -48,7 +65,7 @@ def serve_sealed(settings: Settings, providers: RootProviders, record: RootKeyRe
             services.close()
 
 
-def _run(app: ASGIApp, settings: Settings) -> None:
+def _run(app: ASGIApp | str, settings: Settings) -> None:
     import uvicorn
 
     check_tls_files(settings)
@@ -56,6 +73,8 @@ def _run(app: ASGIApp, settings: Settings) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(
         app,
+        factory=isinstance(app, str),
+        workers=settings.workers if isinstance(app, str) else None,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -10,7 +10,7 @@ table by other means; the sealer later gives it its place in the Merkle tree.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -108,10 +108,13 @@ class AuditWriter:
         entry_id: str = row["id"]
         return entry_id
 
-    def append_raw(self, engine: Engine, tx: RawTransaction, row: dict[str, Any]) -> None:
-        """Appends an ``entry()`` row inside a driver-level transaction (the hot read path)."""
+    def append_rows(
+        self, engine: Engine, tx: RawTransaction, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Appends ``entry()`` rows inside a driver-level transaction (the hot read path's
+        group commit)."""
         statement = self._raw_inserts.get(engine.dialect.name)
         if statement is None:
             statement = CompiledStatement(_INSERT_ALL_COLUMNS, engine)
             self._raw_inserts[engine.dialect.name] = statement
-        tx.execute(statement, row)
+        tx.execute_many(statement, rows)

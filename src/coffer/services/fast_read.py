@@ -1,17 +1,25 @@
 """The authenticated read of a secret's current value, as lean as it can be.
 
-Every application hits this on every deploy, so it runs as one driver-level transaction of
-three queries and one insert: the token and its identity, the identity's grants, the
-one-query read bundle, the ``secret.read`` audit entry; the policy decides in between, with
-the same function as everywhere else. Anything but the plain success (bad token, session
-token, denied access, unknown name, missing secret, decryption failure, a secret with a TTL
-or read limit) returns None and the caller takes the full path, which produces the
-exact error; the rules therefore live in one place and this path only short-cuts success.
+Every application hits this on every deploy. It runs on the event loop: the token's identity
+and grants and the secret's current ciphertext come from node caches (``read_cache``, kept
+fresh across nodes by ``cache_epochs``) or, on a miss, from two short queries; the policy
+decides with the same function as everywhere else; the value is decrypted with a cached
+data key; and the ``secret.read`` entry joins the next group commit (``audit_batcher``).
+The value is returned only once that entry is committed.
+
+Anything but the plain success (bad token, session token, denied access, unknown name,
+missing secret, decryption failure, a secret with a TTL or read limit, a rate limit) returns
+None and the caller takes the full path, which produces the exact error; the rules
+therefore live in one place and this path only short-cuts success.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ParamSpec, Protocol, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -20,10 +28,12 @@ from coffer.crypto.tokens import hash_token, token_kind
 from coffer.domain.access import Action
 from coffer.domain.errors import DecryptionFailed, RateLimited
 from coffer.domain.events import Event
-from coffer.domain.models import CallContext, RevealedSecret
+from coffer.domain.models import Actor, CallContext, RevealedSecret
 from coffer.domain.names import is_valid_key_name, is_valid_resource_name
 from coffer.services.access import decision_for
+from coffer.services.audit_batcher import AuditBatcher
 from coffer.services.auth import SESSION_TOKEN_KIND
+from coffer.services.read_cache import EpochCache, Stamp
 from coffer.services.secret_ops import SecretCipher
 from coffer.services.throttle import Throttle
 from coffer.storage.actor_store import (
@@ -31,28 +41,64 @@ from coffer.storage.actor_store import (
     GRANTS_QUERY,
     IDENTITY_ID,
     IDLE_TIMEOUT,
+    TOKEN_EXPIRES_AT,
     actor_from_rows,
 )
-from coffer.storage.raw_statements import CompiledStatement, raw_transaction
-from coffer.storage.secret_store import READ_QUERY, read_bundle_from_row
+from coffer.storage.database import DATABASE_UNAVAILABLE
+from coffer.storage.raw_statements import CompiledStatement, raw_reads
+from coffer.storage.secret_store import READ_QUERY, ReadBundle, read_bundle_from_row
+
+_log = logging.getLogger("coffer.read")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SecretAddress = tuple[str, str, str, str]  # org id, project, environment, key
+
+
+class BlockingCall(Protocol):
+    """Runs a blocking call from the event loop (inline on SQLite, in a thread otherwise)."""
+
+    async def __call__(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Returns ``func(*args, **kwargs)``."""
+        ...
+
+
+@dataclass(frozen=True)
+class TokenHolder:
+    """A token's identity, as cached: the actor and when the token expires (None: never)."""
+
+    actor: Actor
+    expires_at: float | None
 
 
 class FastSecretReader:
     """Reads the current value of one secret for a bearer token, or returns None."""
 
     def __init__(
-        self, engine: Engine, cipher: SecretCipher, audit: AuditWriter, throttle: Throttle
+        self,
+        engine: Engine,
+        cipher: SecretCipher,
+        audit: AuditWriter,
+        batcher: AuditBatcher,
+        throttle: Throttle,
+        *,
+        holders: EpochCache[str, TokenHolder],
+        bundles: EpochCache[SecretAddress, ReadBundle],
     ) -> None:
         self._engine = engine
         self._throttle = throttle
         self._cipher = cipher
         self._audit = audit
+        self._batcher = batcher
+        self._holders = holders
+        self._bundles = bundles
         self._actor_query = CompiledStatement(ACTOR_QUERY, engine)
         self._grants_query = CompiledStatement(GRANTS_QUERY, engine)
         self._read_query = CompiledStatement(READ_QUERY, engine)
 
-    def read(
+    async def read(
         self,
+        run: BlockingCall,
         token: str,
         project: str,
         environment: str,
@@ -61,9 +107,30 @@ class FastSecretReader:
         source_ip: str | None,
         user_agent: str | None,
     ) -> RevealedSecret | None:
-        """Returns the current version with its value, having recorded ``secret.read`` in
-        the same transaction; None when the full path must decide (never raises CofferError
-        for a request problem)."""
+        """Returns the current version with its value, its ``secret.read`` entry committed;
+        None when the full path must decide, also when the database cannot be reached or
+        the audit entry could not be written (the value is then not returned)."""
+        try:
+            return await self._read(
+                run, token, project, environment, key, source_ip=source_ip, user_agent=user_agent
+            )
+        except DATABASE_UNAVAILABLE as exc:
+            # The full path meets the same problem and answers 503 (or, if the database is
+            # back, serves and audits the read itself).
+            _log.warning("hot read path: database unavailable: %s", type(exc).__name__)
+            return None
+
+    async def _read(
+        self,
+        run: BlockingCall,
+        token: str,
+        project: str,
+        environment: str,
+        key: str,
+        *,
+        source_ip: str | None,
+        user_agent: str | None,
+    ) -> RevealedSecret | None:
         if token_kind(token) in (None, SESSION_TOKEN_KIND) or not (
             is_valid_resource_name(project)
             and is_valid_resource_name(environment)
@@ -71,53 +138,45 @@ class FastSecretReader:
         ):
             return None
         now = time.time()
-        with raw_transaction(self._engine) as tx:
-            who = tx.fetch_one(self._actor_query, {"token_hash": hash_token(token), "now": now})
-            if who is None or who[IDLE_TIMEOUT] is not None:
+        token_hash = hash_token(token)
+        holder = self._holders.get(token_hash, now)
+        if holder is None:
+            holder = await run(self._load_holder, token_hash, now, self._holders.stamp(now))
+            if holder is None:
                 return None
-            grant_rows = tx.fetch_all(
-                self._grants_query, {"identity_id": who[IDENTITY_ID], "now": now}
-            )
-            actor = actor_from_rows(who, grant_rows)
-            if actor is None or not self._within_rate(actor.id):
+        if holder.expires_at is not None and holder.expires_at <= now:
+            return None
+        actor = holder.actor
+        if not self._within_rate(actor.id):
+            return None
+        ctx = CallContext(actor=actor, source_ip=source_ip, user_agent=user_agent)
+        if not decision_for(
+            ctx, Action.SECRET_READ, project=project, environment=environment, now=now
+        ).allowed:
+            return None
+        address = (actor.org_id, project, environment, key)
+        bundle = self._bundles.get(address, now)
+        if bundle is None:
+            bundle = await run(self._load_bundle, address, self._bundles.stamp(now))
+            if bundle is None:
                 return None
-            ctx = CallContext(actor=actor, source_ip=source_ip, user_agent=user_agent)
-            allowed = decision_for(
-                ctx, Action.SECRET_READ, project=project, environment=environment, now=now
-            ).allowed
-            if not allowed:
-                return None
-            row = tx.fetch_one(
-                self._read_query,
-                {
-                    "org_id": actor.org_id,
-                    "project": project,
-                    "environment": environment,
-                    "key": key,
-                    "version": None,
-                },
-            )
-            if row is None:
-                return None
-            bundle = read_bundle_from_row(
-                row, org_id=actor.org_id, project=project, environment=environment
-            )
-            if bundle.limits.limited:
-                return None  # counted reads and expiry are the full path's
-            try:
-                value = self._cipher.open_bundle(bundle, key)
-            except DecryptionFailed:
-                return None
-            entry = self._audit.entry(
+        if bundle.limits.limited:
+            return None  # counted reads and expiry are the full path's
+        try:
+            value = self._cipher.open_bundle(bundle, key)
+        except DecryptionFailed:
+            return None
+        stored = bundle.stored
+        await self._batcher.append(
+            self._audit.entry(
                 ctx,
                 Event.SECRET_READ,
                 project=project,
                 environment=environment,
                 key=key,
-                metadata={"version": bundle.stored.version, "via": "get"},
+                metadata={"version": stored.version, "via": "get"},
             )
-            self._audit.append_raw(self._engine, tx, entry)
-        stored = bundle.stored
+        )
         return RevealedSecret(
             key=key,
             version=stored.version,
@@ -125,6 +184,43 @@ class FastSecretReader:
             created_at=stored.created_at,
             comment=stored.comment,
         )
+
+    def _load_holder(self, token_hash: str, now: float, stamp: Stamp | None) -> TokenHolder | None:
+        """The token's holder from the database (None for an unknown, inactive or session
+        token), cached under ``stamp``."""
+        with raw_reads(self._engine) as tx:
+            who = tx.fetch_one(self._actor_query, {"token_hash": token_hash, "now": now})
+            if who is None or who[IDLE_TIMEOUT] is not None:
+                return None
+            grant_rows = tx.fetch_all(
+                self._grants_query, {"identity_id": who[IDENTITY_ID], "now": now}
+            )
+        actor = actor_from_rows(who, grant_rows)
+        if actor is None:
+            return None
+        holder = TokenHolder(actor, who[TOKEN_EXPIRES_AT])
+        self._holders.put(token_hash, holder, stamp)
+        return holder
+
+    def _load_bundle(self, address: SecretAddress, stamp: Stamp | None) -> ReadBundle | None:
+        """The secret's current version from the database, cached under ``stamp``."""
+        org_id, project, environment, key = address
+        with raw_reads(self._engine) as tx:
+            row = tx.fetch_one(
+                self._read_query,
+                {
+                    "org_id": org_id,
+                    "project": project,
+                    "environment": environment,
+                    "key": key,
+                    "version": None,
+                },
+            )
+        if row is None:
+            return None
+        bundle = read_bundle_from_row(row, org_id=org_id, project=project, environment=environment)
+        self._bundles.put(address, bundle, stamp)
+        return bundle
 
     def _within_rate(self, identity_id: str) -> bool:
         """Counts the request against the identity's limit; False when over it (the full

@@ -11,8 +11,10 @@ from coffer.crypto.aad import data_key_aad
 from coffer.crypto.keys import DataKey
 from coffer.domain.errors import DecryptionFailed
 from coffer.domain.models import Project
+from coffer.services.cache_epochs import Epochs, LocalEpochs
 from coffer.services.kek_ring import KekRing
 from coffer.storage import project_store
+from coffer.storage.change_tracking import CacheFamily
 
 UNWRAPPED_CACHE_SIZE = 1024
 
@@ -20,13 +22,16 @@ UNWRAPPED_CACHE_SIZE = 1024
 class Keyring:
     """Wraps project data keys under the key-encryption keys (memory only) and unwraps them.
 
-    Unwrapped data keys are cached by (project, version, wrapped bytes). Callers always fetch
-    the wrapped key from the database first, so a destroyed or replaced key is never served
-    from the cache: crypto-shredding holds without any invalidation.
+    Unwrapped data keys are cached by (project, version, wrapped bytes). Callers fetch the
+    wrapped key from the database (or a cache of it that the same epochs keep fresh) first,
+    so a destroyed or replaced key is never served. When the ``KEYS`` epoch moves (a key
+    rotated or destroyed on any node) every unwrapped key is dropped from memory too.
     """
 
-    def __init__(self, keks: KekRing) -> None:
+    def __init__(self, keks: KekRing, epochs: Epochs | None = None) -> None:
         self.keks = keks
+        self._epochs = epochs or LocalEpochs()
+        self._epoch = self._epochs.current(CacheFamily.KEYS)
         self._unwrapped: OrderedDict[tuple[str, int, bytes], DataKey] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -66,7 +71,11 @@ class Keyring:
         if wrapped is None:
             raise DecryptionFailed()
         cache_key = (project.id, version, bytes(wrapped))
+        epoch = self._epochs.current(CacheFamily.KEYS)
         with self._lock:
+            if epoch != self._epoch:
+                self._unwrapped.clear()
+                self._epoch = epoch
             cached = self._unwrapped.get(cache_key)
             if cached is not None:
                 self._unwrapped.move_to_end(cache_key)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from coffer.domain.access import AccessLevel, Grant, Restrictions, Role
 from coffer.domain.models import Actor, ActorKind
+from coffer.storage.change_tracking import CACHE_NEUTRAL
 from coffer.storage.tables import (
     api_tokens,
     environments,
@@ -44,6 +45,7 @@ ACTOR_QUERY = (
         machines.c.allowed_ips,
         machines.c.valid_after,
         machines.c.valid_before,
+        api_tokens.c.expires_at,
     )
     .select_from(
         api_tokens.join(organizations, organizations.c.id == api_tokens.c.org_id)
@@ -72,6 +74,7 @@ GRANTS_QUERY = (
 # Positions in an ACTOR_QUERY row.
 TOKEN_ID, ORG_ID, TOKEN_KIND, TOKEN_NAME, IDENTITY_ID, IDENTITY_KIND = range(6)
 IDLE_TIMEOUT, LAST_USED_AT = 6, 7
+TOKEN_EXPIRES_AT = 16
 
 
 def _networks(raw: Any) -> tuple[str, ...]:
@@ -129,4 +132,9 @@ def load_actor(conn: sa.Connection, token_hash: str, now: float) -> tuple[Actor,
 
 def touch_token(conn: sa.Connection, token_id: str, now: float) -> None:
     """Records that a token was just used (sliding the idle expiry of a session)."""
-    conn.execute(sa.update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=now))
+    conn.execute(
+        sa.update(api_tokens)
+        .where(api_tokens.c.id == token_id)
+        .values(last_used_at=now)
+        .execution_options(**{CACHE_NEUTRAL: True})
+    )

@@ -9,11 +9,13 @@ a single connection (see ``create_engine``).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -120,6 +122,17 @@ def scrub_deleted(engine: Engine) -> None:
     finally:
         connection.close()
 
+
+# What a request meets when the database is down, restarting or out of connections (through
+# SQLAlchemy, or from the driver itself on the raw hot path).
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 # PostgreSQL's "deadlock detected" and "could not serialize access": the transaction was
 # rolled back whole and may simply be run again.

@@ -7,7 +7,7 @@ costs more than the query itself on SQLite.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,6 +57,10 @@ class RawTransaction:
         """Runs a statement that returns no rows."""
         self._cursor.execute(statement.sql, statement.params(values))
 
+    def execute_many(self, statement: CompiledStatement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Runs a statement that returns no rows once per row, in one driver call."""
+        self._cursor.executemany(statement.sql, [statement.params(row) for row in rows])
+
 
 @contextmanager
 def raw_transaction(engine: Engine) -> Iterator[RawTransaction]:
@@ -81,5 +85,21 @@ def raw_transaction(engine: Engine) -> Iterator[RawTransaction]:
     finally:
         if not committed:
             # Both drivers end an open transaction here, the explicit BEGIN included.
+            connection.rollback()
+        connection.close()
+
+
+@contextmanager
+def raw_reads(engine: Engine) -> Iterator[RawTransaction]:
+    """Yields a RawTransaction for queries only: no write lock is taken on SQLite (each
+    query reads the latest committed state), and PostgreSQL's implicit transaction is ended
+    (rolled back) afterwards."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        yield RawTransaction(cursor)
+        cursor.close()
+    finally:
+        if engine.dialect.name != "sqlite":
             connection.rollback()
         connection.close()

@@ -1,0 +1,220 @@
+"""Cache epochs: how every node learns, within a second, that its caches went stale.
+
+Each ``CacheFamily`` has an *epoch*, an opaque 64-bit value. A cache entry remembers the
+epoch of its family read *before* its data was fetched, and is used only while the epoch is
+unchanged. A committed write to a watched table (``storage.change_tracking``) moves the epoch
+to a new random value, on this node at once and on every other node through the shared
+channel. Random values (rather than counters) mean two writers racing can never leave the
+epoch at a value a stale entry already holds.
+
+Backends:
+
+* ``FileEpochs`` (SQLite): the epochs live in a small memory-mapped file next to the
+  database, so every process on the machine (server workers, local CLI commands) sees a
+  change the moment it is written.
+* ``RedisEpochs`` (PostgreSQL with ``COFFER_REDIS_URL``): epochs in this process, changes
+  published on a Redis channel that every node subscribes to. While the subscription is down
+  the node cannot hear changes, so it is *not fresh*: caches are bypassed (every read goes to
+  the database) until it has subscribed again, and then every epoch moves.
+* ``NoEpochs`` (PostgreSQL without Redis, or ``COFFER_CACHE_SECONDS=0``): never fresh, so
+  nothing is cached. Several nodes on PostgreSQL need Redis to cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import mmap
+import os
+import secrets
+import struct
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from coffer.storage.change_tracking import FAMILIES, CacheFamily
+
+_log = logging.getLogger("coffer.cache")
+_SLOT = struct.Struct("<Q")
+CHANNEL = "coffer:cache-epochs"
+
+
+def _new_value() -> int:
+    return secrets.randbits(64) or 1
+
+
+class Epochs(Protocol):
+    """The epochs of the cache families on this node."""
+
+    @property
+    def fresh(self) -> bool:
+        """False while this node may miss changes made elsewhere (caches must be bypassed)."""
+        ...
+
+    def current(self, family: CacheFamily) -> int:
+        """The family's epoch now."""
+        ...
+
+    def changed(self, families: frozenset[CacheFamily]) -> None:
+        """Moves the families' epochs here and tells the other nodes; never raises."""
+        ...
+
+    def close(self) -> None:
+        """Releases what the backend holds (threads, files, connections)."""
+        ...
+
+
+class NoEpochs:
+    """A node that cannot hear changes: nothing is cached."""
+
+    fresh = False
+
+    def current(self, family: CacheFamily) -> int:
+        return 0
+
+    def changed(self, families: frozenset[CacheFamily]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class LocalEpochs:
+    """Epochs for one process that is the only one using its database (tests, tools)."""
+
+    fresh = True
+
+    def __init__(self) -> None:
+        self._values = [_new_value() for _ in FAMILIES]
+
+    def current(self, family: CacheFamily) -> int:
+        return self._values[family]
+
+    def changed(self, families: frozenset[CacheFamily]) -> None:
+        for family in families:
+            self._values[family] = _new_value()
+
+    def close(self) -> None:
+        return None
+
+
+class FileEpochs:
+    """Epochs in a memory-mapped file shared by every process using one SQLite database."""
+
+    fresh = True
+
+    def __init__(self, path: Path) -> None:
+        size = _SLOT.size * len(FAMILIES)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+
+    def current(self, family: CacheFamily) -> int:
+        value: int = _SLOT.unpack_from(self._map, family * _SLOT.size)[0]
+        return value
+
+    def changed(self, families: frozenset[CacheFamily]) -> None:
+        for family in families:
+            _SLOT.pack_into(self._map, family * _SLOT.size, _new_value())
+
+    def close(self) -> None:
+        self._map.close()
+
+
+class RedisEpochs:
+    """Epochs in this process, kept in step with other nodes over Redis pub/sub."""
+
+    def __init__(self, redis_url: str, *, reconnect_seconds: float = 0.5) -> None:
+        import redis
+
+        self._client: Any = redis.Redis.from_url(
+            redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self._values = [_new_value() for _ in FAMILIES]
+        self._fresh = threading.Event()
+        self._stop = threading.Event()
+        self._reconnect = reconnect_seconds
+        self._thread = threading.Thread(target=self._listen, name="coffer-epochs", daemon=True)
+        self._thread.start()
+
+    @property
+    def fresh(self) -> bool:
+        return self._fresh.is_set()
+
+    def current(self, family: CacheFamily) -> int:
+        return self._values[family]
+
+    def changed(self, families: frozenset[CacheFamily]) -> None:
+        self._move(families)
+        message = ",".join(str(int(family)) for family in sorted(families))
+        try:
+            self._client.publish(CHANNEL, message)
+        except Exception as exc:  # noqa: BLE001 - Redis down: the others are not fresh either
+            _log.warning("could not publish a cache change to Redis: %s", type(exc).__name__)
+
+    def wait_fresh(self, timeout: float) -> bool:
+        """Waits until subscribed; True when it is (used at start and by tests)."""
+        return self._fresh.wait(timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._fresh.clear()
+        self._client.close()
+
+    def _move(self, families: frozenset[CacheFamily] | tuple[CacheFamily, ...]) -> None:
+        for family in families:
+            self._values[family] = _new_value()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(CHANNEL)
+                # Whatever changed while we could not hear it: treat everything as stale.
+                self._move(FAMILIES)
+                self._fresh.set()
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._apply(message.get("data"))
+            except Exception as exc:  # noqa: BLE001 - the outermost edge of the listener
+                if self._fresh.is_set():
+                    _log.warning(
+                        "cache invalidation channel lost (%s): caches bypassed until Redis is back",
+                        type(exc).__name__,
+                    )
+                self._fresh.clear()
+                self._stop.wait(self._reconnect)
+            finally:
+                self._fresh.clear()
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    pubsub.close()
+
+    def _apply(self, data: object) -> None:
+        text = data.decode("ascii", "replace") if isinstance(data, bytes) else str(data)
+        families = [
+            CacheFamily(int(part))
+            for part in text.split(",")
+            if part.isdigit() and int(part) < len(FAMILIES)
+        ]
+        self._move(tuple(families))
+
+
+def epochs_for(
+    *, cache_seconds: int, sqlite_file: Path | None, is_sqlite: bool, redis_url: str | None
+) -> Epochs:
+    """The epochs backend for a node: a shared file beside a SQLite database, Redis for
+    PostgreSQL with ``COFFER_REDIS_URL``, and none (no caching) otherwise."""
+    if cache_seconds <= 0:
+        return NoEpochs()
+    if is_sqlite:
+        return FileEpochs(Path(f"{sqlite_file}-epochs")) if sqlite_file else LocalEpochs()
+    if redis_url:
+        epochs = RedisEpochs(redis_url)
+        epochs.wait_fresh(2.0)
+        return epochs
+    return NoEpochs()
