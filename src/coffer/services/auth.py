@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from coffer.crypto.tokens import hash_token, token_kind
 from coffer.domain.errors import Unauthenticated
 from coffer.domain.models import Actor
+from coffer.services.token_holders import TokenHolders
 from coffer.storage import actor_store
 
 SESSION_TOKEN_KIND = "sess"
@@ -22,8 +23,9 @@ _TOUCH_EVERY_SECONDS = 30.0
 class Authenticator:
     """Checks tokens against their stored hashes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, holders: TokenHolders | None = None) -> None:
         self._engine = engine
+        self._holders = holders
 
     def authenticate(self, token: str | None, *, from_cookie: bool = False) -> Actor:
         """Returns the actor owning ``token``; raises Unauthenticated when the token is
@@ -35,6 +37,11 @@ class Authenticator:
             raise Unauthenticated(_UNAUTHENTICATED)
         assert token is not None
         now = time.time()
+        if self._holders is not None and kind != SESSION_TOKEN_KIND:
+            holder = self._holders.find(hash_token(token), now)
+            if holder is None:
+                raise Unauthenticated(_UNAUTHENTICATED)
+            return holder.actor
         with self._engine.connect() as conn:
             found = actor_store.load_actor(conn, hash_token(token), now)
             if found is None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ParamSpec, Protocol, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -28,7 +27,7 @@ from coffer.crypto.tokens import hash_token, token_kind
 from coffer.domain.access import Action
 from coffer.domain.errors import DecryptionFailed, RateLimited
 from coffer.domain.events import Event
-from coffer.domain.models import Actor, CallContext, RevealedSecret
+from coffer.domain.models import CallContext, RevealedSecret
 from coffer.domain.names import is_valid_key_name, is_valid_resource_name
 from coffer.services.access import decision_for
 from coffer.services.audit_batcher import AuditBatcher
@@ -36,14 +35,7 @@ from coffer.services.auth import SESSION_TOKEN_KIND
 from coffer.services.read_cache import EpochCache, Stamp
 from coffer.services.secret_ops import SecretCipher
 from coffer.services.throttle import Throttle
-from coffer.storage.actor_store import (
-    ACTOR_QUERY,
-    GRANTS_QUERY,
-    IDENTITY_ID,
-    IDLE_TIMEOUT,
-    TOKEN_EXPIRES_AT,
-    actor_from_rows,
-)
+from coffer.services.token_holders import TokenHolders
 from coffer.storage.database import DATABASE_UNAVAILABLE
 from coffer.storage.raw_statements import CompiledStatement, raw_reads
 from coffer.storage.secret_store import READ_QUERY, ReadBundle, read_bundle_from_row
@@ -63,14 +55,6 @@ class BlockingCall(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class TokenHolder:
-    """A token's identity, as cached: the actor and when the token expires (None: never)."""
-
-    actor: Actor
-    expires_at: float | None
-
-
 class FastSecretReader:
     """Reads the current value of one secret for a bearer token, or returns None."""
 
@@ -81,8 +65,7 @@ class FastSecretReader:
         audit: AuditWriter,
         batcher: AuditBatcher,
         throttle: Throttle,
-        *,
-        holders: EpochCache[str, TokenHolder],
+        holders: TokenHolders,
         bundles: EpochCache[SecretAddress, ReadBundle],
     ) -> None:
         self._engine = engine
@@ -92,8 +75,6 @@ class FastSecretReader:
         self._batcher = batcher
         self._holders = holders
         self._bundles = bundles
-        self._actor_query = CompiledStatement(ACTOR_QUERY, engine)
-        self._grants_query = CompiledStatement(GRANTS_QUERY, engine)
         self._read_query = CompiledStatement(READ_QUERY, engine)
 
     async def read(
@@ -139,12 +120,10 @@ class FastSecretReader:
             return None
         now = time.time()
         token_hash = hash_token(token)
-        holder = self._holders.get(token_hash, now)
+        holder = self._holders.cached(token_hash, now)
         if holder is None:
-            holder = await run(self._load_holder, token_hash, now, self._holders.stamp(now))
-            if holder is None:
-                return None
-        if holder.expires_at is not None and holder.expires_at <= now:
+            holder = await run(self._holders.load, token_hash, now, self._holders.stamp(now))
+        if holder is None or not holder.active(now):
             return None
         actor = holder.actor
         if not self._within_rate(actor.id):
@@ -184,23 +163,6 @@ class FastSecretReader:
             created_at=stored.created_at,
             comment=stored.comment,
         )
-
-    def _load_holder(self, token_hash: str, now: float, stamp: Stamp | None) -> TokenHolder | None:
-        """The token's holder from the database (None for an unknown, inactive or session
-        token), cached under ``stamp``."""
-        with raw_reads(self._engine) as tx:
-            who = tx.fetch_one(self._actor_query, {"token_hash": token_hash, "now": now})
-            if who is None or who[IDLE_TIMEOUT] is not None:
-                return None
-            grant_rows = tx.fetch_all(
-                self._grants_query, {"identity_id": who[IDENTITY_ID], "now": now}
-            )
-        actor = actor_from_rows(who, grant_rows)
-        if actor is None:
-            return None
-        holder = TokenHolder(actor, who[TOKEN_EXPIRES_AT])
-        self._holders.put(token_hash, holder, stamp)
-        return holder
 
     def _load_bundle(self, address: SecretAddress, stamp: Stamp | None) -> ReadBundle | None:
         """The secret's current version from the database, cached under ``stamp``."""
