@@ -601,6 +601,7 @@ def _secret_cases() -> list[Case]:
 
 CASES: list[Case] = [
     Case("GET", "/healthz", "public", fixed("GET", "/healthz"), EVERYONE, public=True),
+    Case("GET", "/readyz", "public", fixed("GET", "/readyz"), EVERYONE, public=True),
     Case("GET", "/openapi.json", "public", fixed("GET", "/openapi.json"), EVERYONE, public=True),
     Case("GET", "/docs", "public", fixed("GET", "/docs"), EVERYONE, public=True),
     Case(

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from coffer import __version__
+from coffer.api import http_metrics
 from coffer.api.body_limit import BodyLimitMiddleware
 from coffer.api.client_address import TrustedProxyMiddleware, parse_trusted_proxies
 from coffer.api.context import BlockingRunner
@@ -91,6 +92,7 @@ def create_app(
     limited = RateLimitMiddleware(
         BodyLimitMiddleware(fast, limit=max_body_bytes), services.throttle
     )
-    return TrustedProxyMiddleware(
+    stack = TrustedProxyMiddleware(
         SecurityHeadersMiddleware(limited), parse_trusted_proxies(trusted_proxies)
     )
+    return http_metrics.install(app, stack)  # outermost: times everything below

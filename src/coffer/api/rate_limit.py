@@ -1,7 +1,8 @@
 """Per-address rate limit for the API, applied before anything else runs.
 
 A request over ``COFFER_RATE_LIMIT_IP`` gets 429 with ``Retry-After`` and the usual error
-body. ``/healthz`` is never limited, so health checks keep working under a flood.
+body. Only ``/api/`` paths are counted: ``/healthz``, ``/readyz`` and ``/metrics`` are never
+limited, so probes and scrapes keep working under a flood.
 """
 
 from __future__ import annotations

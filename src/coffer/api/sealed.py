@@ -2,9 +2,10 @@
 shares arrive at ``POST /api/v1/sys/unseal``, then the whole API.
 
 While sealed it answers ``/healthz``, ``GET /api/v1/sys/seal-status`` and the unseal call;
-everything else gets 503 ``sealed``. Shares need no token (they are the credential) and each
-carries a checksum; the server keeps them in memory only and forgets a set that rebuilds a
-key that is not the vault's.
+``/readyz`` gets 503 ``{"status": "sealed"}`` (the node cannot serve yet) and everything else
+503 ``sealed``. Shares need no token (they are the credential) and each carries a checksum;
+the server keeps them in memory only and forgets a set that rebuilds a key that is not the
+vault's.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class SealedGate:
         path, method = scope["path"], scope["method"]
         if path == "/healthz":
             await _json(send, 200, {"status": "ok", "sealed": True})
+        elif path == "/readyz":
+            await _json(send, 503, {"status": "sealed"})
         elif path == SEAL_STATUS and method in ("GET", "HEAD"):
             await _json(send, 200, progress_json(self._shamir.progress()))
         elif path == UNSEAL and method == "POST":

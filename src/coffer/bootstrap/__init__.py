@@ -40,6 +40,7 @@ from coffer.services.mfa import MfaService
 from coffer.services.password_pool import PasswordPool
 from coffer.services.projects import ProjectService
 from coffer.services.pruner import Pruner
+from coffer.services.readiness import Readiness
 from coffer.services.secret_ops import Limits, SecretCipher, SecretOps
 from coffer.services.secrets import SecretService
 from coffer.services.shares import ShareService
@@ -135,6 +136,14 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         auth=Authenticator(engine),
         gate=gate,
         throttle=throttle,
+        readiness=Readiness(
+            engine,
+            keks,
+            audit,
+            redis_url=settings.redis_url,
+            # A sealer that stops is taken over by another node once its lease runs out.
+            seal_deadline=10 * settings.audit_seal_interval + settings.job_lease_seconds,
+        ),
         login=LoginService(engine, passwords, mfa, throttle, audit, gate, sessions),
         mfa=mfa,
         team=TeamService(engine, audit, gate, settings.invitation_ttl),

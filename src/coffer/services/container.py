@@ -19,6 +19,7 @@ from coffer.services.machines import AccessService
 from coffer.services.mfa import MfaService
 from coffer.services.projects import ProjectService
 from coffer.services.pruner import Pruner
+from coffer.services.readiness import Readiness
 from coffer.services.secrets import SecretService
 from coffer.services.shares import ShareService
 from coffer.services.team import TeamService
@@ -36,6 +37,7 @@ class Services:
     auth: Authenticator
     gate: AccessGate
     throttle: Throttle
+    readiness: Readiness
     login: LoginService
     mfa: MfaService
     team: TeamService

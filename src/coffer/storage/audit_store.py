@@ -297,3 +297,19 @@ def set_cursor(
 def organization_ids(conn: sa.Connection) -> list[str]:
     """Returns the id of every organization (vault-wide events are recorded for each)."""
     return [str(org_id) for org_id in conn.execute(sa.select(organizations.c.id)).scalars()]
+
+
+def oldest_waiting_timestamp(conn: sa.Connection) -> float | None:
+    """The timestamp of the oldest entry without a place in the tree among those written
+    after the entry placed last (None when there is none). The sealer takes entries in
+    written order, so rows it refused lie before the entry placed last once anything written
+    after them is sealed, and do not count. Reads the waiting entries only (through indexes)."""
+    newest_place = sa.select(sa.func.max(audit_log.c.leaf_index)).scalar_subquery()
+    placed_last = sa.select(audit_log.c.seq).where(audit_log.c.leaf_index == newest_place)
+    after = sa.func.coalesce(placed_last.scalar_subquery(), 0)
+    oldest = conn.execute(
+        sa.select(sa.func.min(audit_log.c.timestamp)).where(
+            audit_log.c.leaf_index.is_(None), audit_log.c.seq > after
+        )
+    ).scalar_one()
+    return None if oldest is None else float(oldest)

@@ -185,3 +185,19 @@ def replace_ciphertexts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None
     rewrote meanwhile is left as it is."""
     if rows:
         conn.execute(_REPLACE, rows)
+
+
+def rotating_projects(conn: sa.Connection) -> list[tuple[str, int]]:
+    """(project id, current key version) of every project that still holds a data key older
+    than its current one: a rotation is under way there."""
+    rows = conn.execute(
+        sa.select(projects.c.id, projects.c.key_version)
+        .where(
+            sa.exists().where(
+                data_keys.c.project_id == projects.c.id,
+                data_keys.c.version < projects.c.key_version,
+            )
+        )
+        .order_by(projects.c.id)
+    )
+    return [(str(row[0]), int(row[1])) for row in rows]

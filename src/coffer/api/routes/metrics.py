@@ -1,19 +1,25 @@
-"""``/metrics``: Prometheus text about the audit log and its consumers, built per scrape from
-the database. Unauthenticated and numbers only: no names of organizations, projects, keys or
-people (a consumer label is ``webhooks``, ``anomalies`` or a stream's
-``stream:<scheme>://<host>:<port>``)."""
+"""``/metrics``: Prometheus text. The HTTP series (latency per route template, secret reads
+and writes, rate-limit rejections; see ``coffer.api.http_metrics``, which also explains
+multiprocess mode) and, read from the database per scrape, the audit log and its consumers
+and the keys: the active root-key generation, project key rotations under way and the secret
+versions they still have to re-encrypt. Unauthenticated and numbers only: no names of
+organizations, projects, keys or people (a consumer label is ``webhooks``, ``anomalies`` or
+a stream's ``stream:<scheme>://<host>:<port>``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from coffer.api.context import Run, ServicesDep
+from coffer.api.http_metrics import exposition
 from coffer.services.audit_streams import LogStatus
+from coffer.services.container import Services
+from coffer.services.readiness import KeyProgress
 
 router = APIRouter(tags=["system"])
 
@@ -61,10 +67,40 @@ class _LogCollector(Collector):
         yield deliveries
 
 
+class _KeyCollector(Collector):
+    """Turns one ``KeyProgress`` into gauges (sums over projects, no project labels)."""
+
+    def __init__(self, progress: KeyProgress) -> None:
+        self._progress = progress
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        progress = self._progress
+        yield GaugeMetricFamily(
+            "coffer_root_key_generation",
+            "The active root-key generation (it grows by one with each root rotation).",
+            value=progress.root_key_generation,
+        )
+        yield GaugeMetricFamily(
+            "coffer_key_rotations_in_progress",
+            "Projects whose data-key rotation has started and not finished.",
+            value=progress.rotations_in_progress,
+        )
+        yield GaugeMetricFamily(
+            "coffer_key_rotation_versions_remaining",
+            "Secret versions still under an older data key, summed over rotating projects.",
+            value=progress.versions_remaining,
+        )
+
+
+def _vault_figures(services: Services) -> tuple[LogStatus, KeyProgress]:
+    return services.consumers.status(), services.readiness.key_progress()
+
+
 @router.get("/metrics", include_in_schema=False)
-async def metrics(services: ServicesDep, run: Run) -> Response:
-    """Prometheus exposition of the audit log's backlog and webhook deliveries."""
-    status = await run(services.consumers.status)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_LogCollector(status))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request, services: ServicesDep, run: Run) -> Response:
+    """Prometheus exposition of the HTTP series, the audit log's backlog, webhook
+    deliveries and key rotation progress."""
+    status, keys = await run(_vault_figures, services)
+    http = getattr(request.app.state, "http_metrics", None)
+    body = exposition(http, (_LogCollector(status), _KeyCollector(keys)))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.serialize import iso
@@ -16,6 +17,25 @@ router = APIRouter()
 async def healthz() -> dict[str, str]:
     """The process is alive. Returns a constant; touches nothing."""
     return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["system"])
+async def readyz(services: ServicesDep, run: Run) -> JSONResponse:
+    """Whether this node can serve: 200 ``ready`` when the database, Redis (when set), the
+    root key and the audit writer all answer, else 503 ``not ready`` with each check's
+    reason. Each check has a deadline of at most two seconds. No auth, never rate limited."""
+    report = await run.in_thread(services.readiness.check)
+    checks: dict[str, dict[str, Any]] = {}
+    for check in report.checks:
+        shown: dict[str, Any] = {"ok": check.ok, "ms": check.ms}
+        if check.detail is not None:
+            shown["error" if not check.ok else "detail"] = check.detail
+        checks[check.name] = shown
+    return JSONResponse(
+        {"status": "ready" if report.ready else "not ready", "checks": checks},
+        status_code=200 if report.ready else 503,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.get("/api/v1/sys/seal-status", tags=["system"])
