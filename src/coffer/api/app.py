@@ -83,16 +83,16 @@ def create_fastapi(services: Services, *, inline_db: bool) -> FastAPI:
 def create_app(
     services: Services, *, max_body_bytes: int, trusted_proxies: tuple[str, ...] = ()
 ) -> ASGIApp:
-    """Returns the app ready for an ASGI server. From the outside in: the real client
+    """Returns the app ready for an ASGI server. From the outside in: the HTTP metrics, the
+    hot read path (which does for itself what the layers below would), the real client
     address (behind trusted proxies), protective headers, the per-address rate limit, the
-    body-size limit, the hot read path, then FastAPI."""
+    body-size limit, then FastAPI."""
     inline_db = services.engine.dialect.name == "sqlite"
     app = create_fastapi(services, inline_db=inline_db)
-    fast = FastReadMiddleware(app, services.fast_reader, app.state.runner)
-    limited = RateLimitMiddleware(
-        BodyLimitMiddleware(fast, limit=max_body_bytes), services.throttle
+    proxies = parse_trusted_proxies(trusted_proxies)
+    limited = RateLimitMiddleware(BodyLimitMiddleware(app, limit=max_body_bytes), services.throttle)
+    stack = TrustedProxyMiddleware(SecurityHeadersMiddleware(limited), proxies)
+    fast = FastReadMiddleware(
+        stack, services.fast_reader, app.state.runner, services.throttle, proxies
     )
-    stack = TrustedProxyMiddleware(
-        SecurityHeadersMiddleware(limited), parse_trusted_proxies(trusted_proxies)
-    )
-    return http_metrics.install(app, stack)  # outermost: times everything below
+    return http_metrics.install(app, fast)  # outermost: times everything below

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coffer.api.client_address import Network, as_forwarded
 from coffer.api.context import BlockingRunner
+from coffer.api.http_metrics import SECRET_ROUTE, set_route
 from coffer.api.security_headers import headers_for
 from coffer.api.serialize import revealed_json
 from coffer.domain.errors import RateLimited
@@ -25,7 +26,6 @@ from coffer.services.fast_read import FastSecretReader
 from coffer.services.throttle import Throttle
 
 _PATH = re.compile(r"/api/v1/projects/([^/]+)/environments/([^/]+)/secrets/([\s\S]+)")
-ROUTE = "/api/v1/projects/{project}/environments/{environment}/secrets/{key}"
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:
@@ -65,7 +65,7 @@ class FastReadMiddleware:
         if scheme.lower() != "bearer" or not token:
             await self.app(scope, receive, send)
             return
-        scope["coffer.route"] = ROUTE
+        set_route(scope, SECRET_ROUTE)
         seen = as_forwarded(scope, self.proxies)  # the full stack works it out itself
         peer = seen.get("client")
         client = peer[0] if peer else None
