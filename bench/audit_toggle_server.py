@@ -7,8 +7,8 @@ secret read costs, ``audit_bench.py`` starts two servers through this launcher::
     python bench/audit_toggle_server.py off server --dir D --host 127.0.0.1 --port P
 
 ``on`` runs the CLI unchanged. ``off`` first replaces
-``coffer.audit.writer.AuditWriter.append_raw`` (the INSERT of the ``secret.read`` entry in
-the one-transaction read path, ``services/fast_read.py``) with a no-op, before the app is
+``coffer.services.audit_batcher.AuditBatcher.append`` (the group commit of the hot read
+path's ``secret.read`` entries, ``services/fast_read.py``) with a no-op, before the app is
 built. Everything else stays: the entry is still built (id, canonical bytes, HMAC), the
 background sealer still runs (with nothing to seal), other requests still write their
 entries through ``AuditWriter.append``. So ``off`` is the read path minus the audit INSERT
@@ -22,8 +22,8 @@ import sys
 from typing import Any
 
 
-def _no_audit_insert(self: Any, engine: Any, tx: Any, row: dict[str, Any]) -> None:
-    """Stands in for ``AuditWriter.append_raw``: writes nothing."""
+async def _no_audit_insert(self: Any, row: dict[str, Any]) -> None:
+    """Stands in for ``AuditBatcher.append``: writes nothing."""
 
 
 def main() -> None:
@@ -31,9 +31,9 @@ def main() -> None:
         sys.exit("usage: audit_toggle_server.py on|off COFFER-ARGS...")
     mode = sys.argv.pop(1)
     if mode == "off":
-        from coffer.audit.writer import AuditWriter
+        from coffer.services.audit_batcher import AuditBatcher
 
-        AuditWriter.append_raw = _no_audit_insert  # type: ignore[method-assign]
+        AuditBatcher.append = _no_audit_insert  # type: ignore[method-assign]
     from coffer.cli.entry import main as coffer_main
 
     sys.argv[0] = "coffer"
