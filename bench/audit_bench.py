@@ -5,7 +5,7 @@ PostgreSQL, each database in one run so its ratios come from the same run.
    started through ``audit_toggle_server.py``: ``on`` is coffer as shipped (every secret read
    inserts its ``secret.read`` entry, the background sealer started by the app's lifespan
    seals them every ``COFFER_AUDIT_SEAL_INTERVAL_MS``); ``off`` has
-   ``AuditWriter.append_raw``, the hot read path's audit INSERT, replaced by a no-op. The
+   ``AuditBatcher.append``, the hot read path's audit group commit, replaced by a no-op. The
    machine-token read of ``run_all.py`` (scopes, grants, the policy function) is driven on
    both, interleaved (on, off, off, on, ...), with the same client and concurrency. Figures:
    reads/s, p50/p99, server CPU per read, the ratio on/off; after each ``on`` segment, how
