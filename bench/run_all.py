@@ -42,6 +42,7 @@ command in the key part are failures, exit 1). Usage::
     .venv/bin/python bench/run_all.py --only audit [--entries N]
     .venv/bin/python bench/run_all.py --only ephemeral
     .venv/bin/python bench/run_all.py --only keys [--quick]
+    .venv/bin/python bench/run_all.py --only scale [--quick] [--workers N]
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import audit_bench
 import ephemeral_bench
 import key_bench
+import scale_bench
 from cli_timing import time_commands
 from http_load import (
     PYTHON_START_DELAY,
@@ -890,10 +892,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short segments, for trying it out")
     parser.add_argument(
         "--only",
-        choices=("all", "core", "audit", "ephemeral", "keys"),
+        choices=("all", "core", "audit", "ephemeral", "keys", "scale"),
         default="all",
         help="core: reads, writes, flood, CLI; audit: bench/audit_bench.py alone; "
-        "ephemeral: bench/ephemeral_bench.py alone; keys: bench/key_bench.py alone",
+        "ephemeral: bench/ephemeral_bench.py alone; keys: bench/key_bench.py alone; "
+        "scale: bench/scale_bench.py alone (not part of all)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="COFFER_WORKERS of the scale benchmark's nodes"
     )
     parser.add_argument(
         "--entries", type=int, help="audit log size for the audit benchmark (default 1,000,000)"
@@ -954,8 +960,19 @@ def _key_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _scale_argv(args: argparse.Namespace) -> list[str]:
+    """The options of this run that ``scale_bench.main`` shares (its PostgreSQL server is
+    ``COFFER_BENCH_POSTGRES_URL`` too)."""
+    argv = ["--workers", str(args.workers)]
+    argv += ["--quick"] if args.quick else []
+    argv += ["--no-pin"] if args.no_pin else []
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.only == "scale":
+        return scale_bench.main(_scale_argv(args))
     if args.only == "audit":
         return audit_bench.main(_audit_argv(args))
     if args.only == "ephemeral":

@@ -98,6 +98,32 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """Returns the user+system CPU time used so far by process ``pid`` and every living
+    descendant (a server's worker processes), or None where /proc is not available. Workers
+    that exited are not counted (their time goes to their parent's children counters)."""
+    if process_cpu_seconds(pid) is None:
+        return None
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat[1])  # after ")": state, then ppid
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in family:
+                family.add(child)
+                frontier.append(child)
+    times = (process_cpu_seconds(p) for p in family)
+    return sum(t for t in times if t is not None)
+
+
 def free_port() -> int:
     """Returns a TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
