@@ -14,7 +14,7 @@ from coffer.api.body_limit import BodyLimitMiddleware
 from coffer.api.client_address import TrustedProxyMiddleware, parse_trusted_proxies
 from coffer.api.context import BlockingRunner
 from coffer.api.errors import install_error_handlers
-from coffer.api.fast_read import FastReadMiddleware
+from coffer.api.hot_path import HotPathMiddleware
 from coffer.api.rate_limit import RateLimitMiddleware
 from coffer.api.routes import (
     audit,
@@ -84,15 +84,15 @@ def create_app(
     services: Services, *, max_body_bytes: int, trusted_proxies: tuple[str, ...] = ()
 ) -> ASGIApp:
     """Returns the app ready for an ASGI server. From the outside in: the HTTP metrics, the
-    hot read path (which does for itself what the layers below would), the real client
-    address (behind trusted proxies), protective headers, the per-address rate limit, the
-    body-size limit, then FastAPI."""
+    hot path of plain secret reads and writes (doing itself what the layers below would),
+    the real client address (behind trusted proxies), protective headers, the per-address
+    rate limit, the body-size limit, then FastAPI."""
     inline_db = services.engine.dialect.name == "sqlite"
     app = create_fastapi(services, inline_db=inline_db)
     proxies = parse_trusted_proxies(trusted_proxies)
     limited = RateLimitMiddleware(BodyLimitMiddleware(app, limit=max_body_bytes), services.throttle)
     stack = TrustedProxyMiddleware(SecurityHeadersMiddleware(limited), proxies)
-    fast = FastReadMiddleware(
-        stack, services.fast_reader, app.state.runner, services.throttle, proxies
+    fast = HotPathMiddleware(
+        stack, services, app.state.runner, proxies, max_body_bytes=max_body_bytes
     )
     return http_metrics.install(app, fast)  # outermost: times everything below

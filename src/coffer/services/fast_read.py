@@ -77,6 +77,11 @@ class FastSecretReader:
         self._bundles = bundles
         self._read_query = CompiledStatement(READ_QUERY, engine)
 
+    @property
+    def holders(self) -> TokenHolders:
+        """The node's token holders (shared with the authenticator)."""
+        return self._holders
+
     async def read(
         self,
         run: BlockingCall,

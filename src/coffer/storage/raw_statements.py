@@ -14,6 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from coffer.storage.database import take_writer_turn
+
 
 class CompiledStatement:
     """One statement compiled for a dialect, with its parameters in driver order."""
@@ -74,6 +76,7 @@ def raw_transaction(engine: Engine) -> Iterator[RawTransaction]:
     try:
         cursor = connection.cursor()
         if sqlite:
+            take_writer_turn(connection.info)
             cursor.execute("BEGIN IMMEDIATE")
         yield RawTransaction(cursor)
         if sqlite:
