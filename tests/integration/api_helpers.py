@@ -57,7 +57,9 @@ def listed_versions(api: TestClient, project: str, environment: str) -> dict[str
 
 
 # Written by the server's background jobs on their own schedule, not by requests.
-_BACKGROUND_TABLES = frozenset({"audit_checkpoints", "audit_cursors", "audit_seen_addresses"})
+_BACKGROUND_TABLES = frozenset(
+    {"audit_checkpoints", "audit_cursors", "audit_seen_addresses", "job_leases"}
+)
 
 
 def row_counts(engine: Engine) -> dict[str, int]:

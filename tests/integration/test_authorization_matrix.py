@@ -631,6 +631,7 @@ CASES: list[Case] = [
     ),
     Case("POST", f"{API}/auth/login", "public", login_bystander, EVERYONE, public=True),
     Case("POST", f"{API}/invitations/accept", "public", accept_invitation, EVERYONE, public=True),
+    Case("GET", f"{API}/sys/jobs", "system", fixed("GET", f"{API}/sys/jobs"), STAFF, scoped=False),
     Case(
         "GET",
         f"{API}/whoami",

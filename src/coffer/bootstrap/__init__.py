@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from coffer.services.anomalies import AnomalyDetector, burst_rule
 from coffer.services.audit import AuditService
 from coffer.services.audit_streams import AuditStream, LogConsumers, stream_addresses
 from coffer.services.auth import Authenticator
-from coffer.services.background import BackgroundJobs, Job
+from coffer.services.background import BackgroundJobs, Job, JobLeases
 from coffer.services.container import Services
 from coffer.services.ephemeral import EphemeralService
 from coffer.services.ephemeral_rows import EphemeralRows
@@ -158,7 +159,14 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         transfer=TransferService(engine, ops, limits, gate),
         fast_reader=FastSecretReader(engine, cipher, audit, throttle),
         audit=audit_service,
-        background=background_jobs(settings, audit_service, sealer, consumers, pruner),
+        background=background_jobs(
+            settings,
+            audit_service,
+            sealer,
+            consumers,
+            pruner,
+            leases=JobLeases(engine, job_holder(settings), settings.job_lease_seconds, gate),
+        ),
         webhooks=webhooks,
         consumers=consumers,
     )
@@ -185,11 +193,14 @@ def background_jobs(
     sealer: AuditSealer,
     consumers: LogConsumers | None = None,
     pruner: Pruner | None = None,
+    *,
+    leases: JobLeases | None = None,
 ) -> BackgroundJobs:
     """The server's background jobs: sealing, retention, the pruner of expired secrets and
     the log's consumers (webhook dispatch and delivery, anomaly detection, SIEM streams),
-    which poll as often as the sealer runs."""
-    jobs = BackgroundJobs()
+    which poll as often as the sealer runs. With ``leases`` each job runs on one node at a
+    time (see ``services.background``)."""
+    jobs = BackgroundJobs(leases=leases)
     # Webhooks and anomaly detection concern what happens from now on, never the history.
     jobs.before_start(lambda: audit.follow_from_head((webhook_delivery.CURSOR, anomalies.CURSOR)))
     jobs.add(Job("audit-sealer", settings.audit_seal_interval, lambda: _seal(sealer)))
@@ -202,6 +213,17 @@ def background_jobs(
     for job in consumers.jobs(settings.audit_seal_interval) if consumers else []:
         jobs.add(job)
     return jobs
+
+
+def job_holder(settings: Settings) -> str:
+    """This process's name in job leases: COFFER_NODE_ID, else ``host:pid``. With several
+    worker processes (COFFER_WORKERS) each one is a node of its own, so the pid follows the
+    node id."""
+    if not settings.node_id:
+        return f"{socket.gethostname()[:128]}:{os.getpid()}"
+    if settings.workers > 1:
+        return f"{settings.node_id}:{os.getpid()}"
+    return settings.node_id
 
 
 def _seal(sealer: AuditSealer) -> bool:

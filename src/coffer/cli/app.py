@@ -12,6 +12,7 @@ from coffer.cli.commands import (
     audit,
     backup,
     ephemeral,
+    jobs,
     keys,
     local,
     mfa,
@@ -73,6 +74,7 @@ app.add_typer(access.grants_app, name="grants")
 app.add_typer(mfa.mfa_app, name="mfa")
 app.add_typer(webhooks.webhooks_app, name="webhooks")
 app.add_typer(audit.audit_app, name="audit")
+app.command("jobs")(jobs.jobs)
 app.command("rotate-key")(keys.rotate_key)
 app.command("rotate-root")(keys.rotate_root)
 app.add_typer(keys.root_key_app, name="root-key")

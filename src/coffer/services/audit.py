@@ -243,12 +243,12 @@ class AuditService:
     def follow_from_head(self, names: Iterable[str], *, now: float | None = None) -> None:
         """Starts each consumer in ``names`` that has never run at the current end of the
         log, so a server started on an existing log (an upgraded vault) does not replay its
-        whole history through webhooks and anomaly detection."""
+        whole history through webhooks and anomaly detection. Safe when several nodes start
+        at the same moment: each consumer starts once."""
         with self._engine.begin() as conn:
             size = audit_store.read_tree(conn).size
             for name in names:
-                if audit_store.cursor_position(conn, name) is None:
-                    audit_store.set_cursor(conn, name, size, now or time.time())
+                audit_store.start_cursor(conn, name, size, now or time.time())
 
     def head(self) -> int:
         """Returns the number of sealed entries (the next leaf index)."""

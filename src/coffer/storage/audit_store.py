@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from coffer.storage.json_text import json_text
 from coffer.storage.tables import (
@@ -292,6 +293,17 @@ def set_cursor(
                 name=name, position=position, updated_at=now, last_error=error
             )
         )
+
+
+def start_cursor(conn: sa.Connection, name: str, position: int, now: float) -> None:
+    """Starts consumer ``name`` at ``position`` unless it has a cursor already, including one
+    that a concurrent transaction (another node starting) is inserting: the first one stays."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(
+        insert(audit_cursors)
+        .values(name=name, position=position, updated_at=now, last_error=None)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
 
 
 def organization_ids(conn: sa.Connection) -> list[str]:

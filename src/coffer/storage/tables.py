@@ -379,3 +379,15 @@ ephemeral_secrets = sa.Table(
     sa.UniqueConstraint("org_id", "kind", "key"),
     sa.Index("ix_ephemeral_secrets_expires_at", "expires_at"),
 )
+
+# Which node runs each background job (the audit sealer, the pruner, each consumer of the log),
+# until when. A node renews its lease before every step of the job; a lease that has run out
+# (its node died) goes to the first other node that asks. See ``storage/lease_store.py``.
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("holder", sa.String(160), nullable=False),
+    sa.Column("acquired_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)

@@ -1,4 +1,5 @@
-"""Liveness and identity: ``/healthz`` (no auth, constant) and ``/api/v1/whoami``."""
+"""Liveness and identity: ``/healthz`` (no auth, constant) and ``/api/v1/whoami``; which
+node runs each background job: ``/api/v1/sys/jobs``."""
 
 from __future__ import annotations
 
@@ -73,4 +74,22 @@ async def whoami(caller: Caller, services: ServicesDep, run: Run) -> dict[str, A
             for g in actor.grants
         ],
         "mfa_enrolment_required": actor.restrictions.mfa_enrolment_required,
+    }
+
+
+@router.get("/api/v1/sys/jobs", tags=["system"])
+async def jobs(caller: Caller, services: ServicesDep, run: Run) -> dict[str, Any]:
+    """Every background job with the node holding its lease and when that lease runs out
+    (``held`` is false once it has: no node is doing the job right now). Admins and owners."""
+    leases = await run(services.background.leases, caller)
+    return {
+        "jobs": [
+            {
+                "job": lease.job,
+                "holder": lease.holder,
+                "expires_at": iso(lease.expires_at),
+                "held": lease.held,
+            }
+            for lease in leases
+        ]
     }
