@@ -1,10 +1,13 @@
 """The Alembic migrations build exactly the schema of ``storage/tables.py``, on both backends,
-and step up from an older vault without losing its rows."""
+and step up from an older vault without losing its rows; a schema older or newer than the code
+is refused naming both revisions, and concurrent upgrades take turns."""
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
@@ -15,6 +18,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+from coffer.bootstrap import build_services, initialise_vault
+from coffer.config import Settings
+from coffer.domain.errors import ConfigError, SchemaMismatch
 from coffer.storage import schema
 from coffer.storage.database import create_engine
 from coffer.storage.tables import metadata
@@ -119,4 +125,135 @@ def test_identity_migration_keeps_an_older_vaults_rows(
     assert [(name, bool(flag)) for name, flag in orgs] == [("old", False)]
     assert [tuple(t) for t in tokens] == [("boot", None, None, None)]
     assert (projects, envs) == (["web"], ["dev"])
+    assert _differences(engine) == []
+
+
+# --- refusing a mismatched schema, and `coffer migrate`'s upgrade -----------------------------
+
+FUTURE_REVISION = "9999_from_a_newer_coffer"
+
+
+def _stamp(engine: Engine, revision: str) -> None:
+    """Records ``revision`` in alembic_version without running anything (as a newer coffer
+    would leave it)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = :rev"), {"rev": revision})
+
+
+def _older_revision() -> str:
+    """The revision just before this code's head."""
+    older = schema.previous_revision(schema.head_revision())
+    assert older is not None
+    return older
+
+
+def test_check_schema_accepts_the_head_revision(engine: Engine) -> None:
+    """A database at this code's head passes the check, which returns the revision."""
+    schema.upgrade_to_head(engine)
+    assert schema.check_schema(engine) == schema.head_revision()
+
+
+def test_an_empty_database_is_not_a_vault(engine: Engine) -> None:
+    """A database with no coffer schema is refused as uninitialised, not as a mismatch."""
+    with pytest.raises(ConfigError) as raised:
+        schema.check_schema(engine)
+    assert type(raised.value) is ConfigError
+    assert raised.value.message == (
+        "the database is not an initialised coffer vault; run `coffer init`"
+    )
+
+
+def test_an_older_schema_is_refused_then_migrated(engine: Engine) -> None:
+    """A schema one revision behind is refused naming both revisions and `coffer migrate`;
+    the upgrade reports both revisions and the check then passes."""
+    older, head = _older_revision(), schema.head_revision()
+    _migrate(engine, "upgrade", older)
+    with pytest.raises(SchemaMismatch) as raised:
+        schema.check_schema(engine)
+    assert raised.value.message == (
+        f"the database schema is at revision {older} but this coffer needs {head}: "
+        "run `coffer migrate`"
+    )
+    assert (raised.value.database_revision, raised.value.code_revision) == (older, head)
+    assert raised.value.code == "schema_mismatch"
+    assert schema.current_revision(engine) == older  # checking changed nothing
+    assert schema.upgrade_to_head(engine) == schema.SchemaMigration(before=older, after=head)
+    assert schema.check_schema(engine) == head
+    assert schema.upgrade_to_head(engine) == schema.SchemaMigration(before=head, after=head)
+    assert _differences(engine) == []
+
+
+def test_an_unknown_newer_revision_is_refused_and_never_migrated(engine: Engine) -> None:
+    """A revision this code does not know (a newer coffer's) is refused by the check and by
+    the upgrade alike, naming both revisions and telling to upgrade coffer; nothing changes."""
+    schema.upgrade_to_head(engine)
+    _stamp(engine, FUTURE_REVISION)
+    expected = (
+        f"the database schema is at revision {FUTURE_REVISION}, newer than this coffer "
+        f"(which knows up to {schema.head_revision()}): upgrade coffer"
+    )
+    for attempt in (schema.check_schema, schema.upgrade_to_head):
+        with pytest.raises(SchemaMismatch) as raised:
+            attempt(engine)
+        assert raised.value.message == expected
+        assert raised.value.database_revision == FUTURE_REVISION
+    assert schema.current_revision(engine) == FUTURE_REVISION
+
+
+def test_opening_a_vault_checks_instead_of_migrating(settings: Settings) -> None:
+    """A node opening a vault whose schema is one revision behind refuses it, naming both
+    revisions, and leaves the schema where it was; after the upgrade it opens."""
+    initialise_vault(settings)
+    engine = create_engine(settings.database_url)
+    try:
+        older, head = _older_revision(), schema.head_revision()
+        _migrate(engine, "downgrade", older)
+        with pytest.raises(SchemaMismatch) as raised:
+            build_services(settings)
+        assert raised.value.message == (
+            f"the database schema is at revision {older} but this coffer needs {head}: "
+            "run `coffer migrate`"
+        )
+        assert schema.current_revision(engine) == older
+        schema.upgrade_to_head(engine)
+    finally:
+        engine.dispose()
+    build_services(settings).close()
+
+
+CONCURRENT_MIGRATIONS = 3
+_start: Any = None  # the barrier of a migrating process (set by its initializer)
+
+
+def _wait_at(barrier: Any) -> None:
+    global _start
+    _start = barrier
+
+
+def _migrate_as_a_node(database_url: str) -> schema.SchemaMigration:
+    """Runs in a process of its own, as a node would: waits for the others, then upgrades."""
+    _start.wait(timeout=60)
+    engine = create_engine(database_url)
+    try:
+        return schema.upgrade_to_head(engine)
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_upgrades_take_turns(engine: Engine, database_url: str) -> None:
+    """Several processes migrating the same old schema at once all succeed: exactly one
+    applies the migrations, the others wait for it and find the schema at head."""
+    _migrate(engine, "upgrade", "0001")
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(CONCURRENT_MIGRATIONS)
+    with ProcessPoolExecutor(
+        CONCURRENT_MIGRATIONS, mp_context=spawn, initializer=_wait_at, initargs=(start,)
+    ) as pool:
+        results = list(pool.map(_migrate_as_a_node, [database_url] * CONCURRENT_MIGRATIONS))
+    head = schema.head_revision()
+    assert sorted(results, key=lambda done: done.before != "0001") == [
+        schema.SchemaMigration(before="0001", after=head),
+        *[schema.SchemaMigration(before=head, after=head)] * (CONCURRENT_MIGRATIONS - 1),
+    ]
+    assert schema.current_revision(engine) == head
     assert _differences(engine) == []

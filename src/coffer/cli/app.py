@@ -16,6 +16,7 @@ from coffer.cli.commands import (
     keys,
     local,
     mfa,
+    migrate,
     projects,
     run,
     secrets,
@@ -54,6 +55,7 @@ def main_options(
 
 app.command("init")(local.init)
 app.command("server")(local.server)
+app.command("migrate")(migrate.migrate)
 app.command("login")(account.login)
 app.command("logout")(account.logout)
 app.command("whoami")(account.whoami)

@@ -19,7 +19,8 @@ families to HTTP statuses (``api/``) or exit codes (``cli/``); nothing below the
     ├── Contention                   contention         conflicting requests kept rolling it back
     ├── DecryptionFailed             decryption_failed  any failure to open a ciphertext (opaque)
     ├── ConfigError                  config_error       settings, key file or database unusable
-    │   └── WrongRootKey             wrong_root_key     the root key does not belong to this vault
+    │   ├── WrongRootKey             wrong_root_key     the root key does not belong to this vault
+    │   └── SchemaMismatch           schema_mismatch    the schema is older or newer than the code
     └── ServerUnreachable            server_unreachable the CLI could not reach the API
 
 Messages never contain secret values.
@@ -144,6 +145,27 @@ class WrongRootKey(ConfigError):
     """The root key's check value does not match the one stored in the vault."""
 
     code = "wrong_root_key"
+
+
+class SchemaMismatch(ConfigError):
+    """The database schema is at another revision than this code's head: older (run
+    ``coffer migrate``) or newer or unknown (upgrade coffer). ``database_revision`` and
+    ``code_revision`` name both."""
+
+    code = "schema_mismatch"
+
+    def __init__(self, message: str, *, database_revision: str, code_revision: str) -> None:
+        super().__init__(message)
+        self.database_revision = database_revision
+        self.code_revision = code_revision
+
+    def to_dict(self) -> dict[str, str]:
+        """The shared JSON shape, with both revisions."""
+        return {
+            **super().to_dict(),
+            "database_revision": self.database_revision,
+            "code_revision": self.code_revision,
+        }
 
 
 class ServerUnreachable(CofferError):

@@ -157,14 +157,15 @@ def create_organization(
 
 
 def active_root(engine: Engine, providers: RootProviders) -> RootKeyRecord:
-    """Checks the database is reachable and initialised, migrates it and returns the active
-    root-key generation (recording generation 1 of a vault made before generations existed,
-    which needs its local root key). Raises ConfigError (WrongRootKey for a key of another
-    vault)."""
+    """Checks the database is reachable, at this code's schema revision and initialised, and
+    returns the active root-key generation (recording generation 1 of a vault made before
+    generations existed, which needs its local root key). It never migrates. Raises
+    ConfigError (SchemaMismatch naming both revisions for a schema older or newer than the
+    code, WrongRootKey for a key of another vault)."""
     database.check_connection(engine)
+    schema.check_schema(engine)
     if not is_initialised(engine):
         raise ConfigError("the database is not an initialised coffer vault; run `coffer init`")
-    schema.upgrade_to_head(engine)
     with engine.begin() as conn:
         active = root_key_store.in_state(conn, RootKeyState.ACTIVE)
         if active is None:

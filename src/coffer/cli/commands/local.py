@@ -174,10 +174,18 @@ def server(
     tls_key: Annotated[
         Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")
     ] = None,
+    migrate: Annotated[
+        bool,
+        typer.Option("--migrate", help="Apply pending schema migrations before serving."),
+    ] = False,
 ) -> None:
-    """Start the API server (initialising a new vault on first start)."""
+    """Start the API server (initialising a new vault on first start).
+
+    It refuses a database whose schema is older or newer than this coffer; `coffer migrate`,
+    or --migrate here, brings it up to date."""
     from coffer.api.server import check_tls_files, serve, serve_sealed, server_address
     from coffer.bootstrap import build_services, initialise_vault, sealed_root, vault_exists
+    from coffer.cli.commands.migrate import describe, migrate_vault
     from coffer.config import Settings
     from coffer.domain.errors import ConfigError
 
@@ -199,6 +207,8 @@ def server(
         banner = f"Initialised a new vault in {settings.directory}\n" + _token_banner(
             result.token, addr
         )
+    elif migrate:
+        banner = describe(migrate_vault(settings)) + "\n"
     sealed = sealed_root(settings)
     if sealed is not None:
         sys.stdout.write(f"{banner}\ncoffer listening on {addr}, SEALED: run `coffer unseal`\n")
