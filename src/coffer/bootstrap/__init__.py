@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import make_url
+from sqlalchemy.engine import Engine
 
 from coffer import __version__
 from coffer.audit.outbound import parse_allow_list
@@ -26,9 +27,11 @@ from coffer.services import anomalies, webhook_delivery
 from coffer.services.access import AccessGate
 from coffer.services.anomalies import AnomalyDetector, burst_rule
 from coffer.services.audit import AuditService
+from coffer.services.audit_batcher import AuditBatcher
 from coffer.services.audit_streams import AuditStream, LogConsumers, stream_addresses
 from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs, Job, JobLeases
+from coffer.services.cache_epochs import Epochs, epochs_for
 from coffer.services.container import Services
 from coffer.services.ephemeral import EphemeralService
 from coffer.services.ephemeral_rows import EphemeralRows
@@ -41,12 +44,14 @@ from coffer.services.mfa import MfaService
 from coffer.services.password_pool import PasswordPool
 from coffer.services.projects import ProjectService
 from coffer.services.pruner import Pruner
+from coffer.services.read_cache import EpochCache
 from coffer.services.readiness import Readiness
 from coffer.services.secret_ops import Limits, SecretCipher, SecretOps
 from coffer.services.secrets import SecretService
 from coffer.services.shares import ShareService
 from coffer.services.team import TeamService
 from coffer.services.throttle import RateRules, Throttle, parse_rate
+from coffer.services.token_holders import TokenHolders
 from coffer.services.tokens import TokenService
 from coffer.services.transfer import TransferService
 from coffer.services.vault_setup import (
@@ -60,6 +65,7 @@ from coffer.services.vault_setup import (
 )
 from coffer.services.webhook_delivery import WebhookDispatcher, WebhookSender
 from coffer.services.webhooks import WebhookPoster, WebhookService
+from coffer.storage.change_tracking import CacheFamily, track_changes
 from coffer.storage.database import check_connection, create_engine
 
 
@@ -84,7 +90,8 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         on_failure.pop_all()
     keks, audit_keys = opened.keks, opened.audit_keys
     audit = AuditWriter(audit_keys)
-    keyring = Keyring(keks)
+    epochs = node_epochs(settings, engine)
+    keyring = Keyring(keks, epochs)
     limits = Limits(max_value_bytes=settings.max_value_bytes)
     cipher = SecretCipher(keyring)
     ops = SecretOps(cipher, audit)
@@ -132,9 +139,13 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         ),
         [AuditStream(engine, audit_service, sink) for sink in sinks],
     )
+    batcher = AuditBatcher(engine, audit)
+    holders = TokenHolders(
+        engine, EpochCache(epochs, CacheFamily.ACCESS, max_age=settings.cache_seconds)
+    )
     return Services(
         engine=engine,
-        auth=Authenticator(engine),
+        auth=Authenticator(engine, holders),
         gate=gate,
         throttle=throttle,
         readiness=Readiness(
@@ -157,7 +168,17 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         shares=ShareService(engine, ephemeral_rows, gate, limits),
         pruner=pruner,
         transfer=TransferService(engine, ops, limits, gate),
-        fast_reader=FastSecretReader(engine, cipher, audit, throttle),
+        fast_reader=FastSecretReader(
+            engine,
+            cipher,
+            audit,
+            batcher,
+            throttle,
+            holders,
+            bundles=EpochCache(epochs, CacheFamily.SECRETS, max_age=settings.cache_seconds),
+        ),
+        epochs=epochs,
+        audit_batcher=batcher,
         audit=audit_service,
         background=background_jobs(
             settings,
@@ -170,6 +191,19 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         webhooks=webhooks,
         consumers=consumers,
     )
+
+
+def node_epochs(settings: Settings, engine: Engine) -> Epochs:
+    """This process's cache epochs (see ``services.cache_epochs``), moved by every committed
+    change ``engine`` makes to the tables caches are built from, here and on other nodes."""
+    epochs = epochs_for(
+        cache_seconds=settings.cache_seconds,
+        sqlite_file=_sqlite_file(settings.database_url) if settings.is_sqlite else None,
+        is_sqlite=settings.is_sqlite,
+        redis_url=settings.redis_url,
+    )
+    track_changes(engine, epochs.changed)
+    return epochs
 
 
 def sealed_root(settings: Settings) -> tuple[RootProviders, RootKeyRecord] | None:

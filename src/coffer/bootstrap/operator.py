@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from sqlalchemy.engine import Engine
 
-from coffer.bootstrap import _create_private_sqlite_file, _sqlite_file, vault_exists
+from coffer.bootstrap import _create_private_sqlite_file, _sqlite_file, node_epochs, vault_exists
 from coffer.config import Settings
 from coffer.crypto.backup_archive import read_header
 from coffer.crypto.keys import load_root_key, write_root_key_file
@@ -77,9 +77,11 @@ def operator_vault(
 ) -> Iterator[OperatorVault]:
     """Opens the settings' vault with its root key for a local operator command and closes
     it afterwards; a Shamir-split root is rebuilt from shares ``ask_share`` gives. Raises
-    ConfigError when the database or the root key cannot be opened."""
+    ConfigError when the database or the root key cannot be opened. What it changes makes
+    running nodes drop what they cached from it (``node_epochs``)."""
     providers = RootProviders(settings)
     engine = create_engine(settings.database_url)
+    epochs = node_epochs(settings, engine)
     try:
         active = active_root(engine, providers)
         if active.provider is ProviderName.SHAMIR:
@@ -87,6 +89,7 @@ def operator_vault(
         yield OperatorVault(engine, providers, open_vault(engine, providers))
     finally:
         engine.dispose()
+        epochs.close()
 
 
 def backup_vault(

@@ -8,9 +8,11 @@ from sqlalchemy.engine import Engine
 
 from coffer.services.access import AccessGate
 from coffer.services.audit import AuditService
+from coffer.services.audit_batcher import AuditBatcher
 from coffer.services.audit_streams import LogConsumers
 from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs
+from coffer.services.cache_epochs import Epochs
 from coffer.services.ephemeral import EphemeralService
 from coffer.services.fast_read import FastSecretReader
 from coffer.services.key_rotation import KeyRotationService
@@ -55,10 +57,14 @@ class Services:
     background: BackgroundJobs
     webhooks: WebhookService
     consumers: LogConsumers
+    epochs: Epochs
+    audit_batcher: AuditBatcher
 
     def close(self) -> None:
         """Stops background jobs and releases network and database connections."""
         self.background.stop()
+        self.audit_batcher.close()
+        self.epochs.close()
         self.consumers.close()
         self.webhooks.poster.close()
         self.engine.dispose()
