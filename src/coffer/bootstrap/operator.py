@@ -227,7 +227,7 @@ def _restore_sqlite(
 
 
 def _remove_sqlite_files(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    for suffix in ("", "-wal", "-shm", "-journal", "-writer.lock"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
