@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -50,6 +50,28 @@ def require_postgres() -> None:
     if os.environ.get("CI"):
         pytest.fail("CI must run the PostgreSQL tests: set COFFER_TEST_POSTGRES_URL")
     pytest.skip("PostgreSQL backend not tested: COFFER_TEST_POSTGRES_URL is not set")
+
+
+def redis_database(number: int) -> str:
+    """Returns the Redis URL of COFFER_TEST_REDIS_URL's server with database ``number`` (a
+    test module's own, so its counters stay apart from other tests'), marked as in use so that
+    tools looking for an empty database pass it by. Skips, or under CI=true fails, when
+    COFFER_TEST_REDIS_URL is not set."""
+    url = os.environ.get("COFFER_TEST_REDIS_URL", "")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the Redis tests: set COFFER_TEST_REDIS_URL")
+        pytest.skip("Redis not tested: COFFER_TEST_REDIS_URL is not set")
+    parts = urlsplit(url)
+    mine = urlunsplit((parts.scheme, parts.netloc, f"/{number}", "", ""))
+    import redis
+
+    client = redis.Redis.from_url(mine, socket_connect_timeout=2.0)
+    try:
+        client.set("coffer-tests:in-use", "1")
+    finally:
+        client.close()
+    return mine
 
 
 def _schema_url(schema: str) -> str:
@@ -283,9 +305,10 @@ def spawn_server(
     *,
     extra_env: Mapping[str, str | None] | None = None,
     port: int | None = None,
+    server_args: tuple[str, ...] = (),
 ) -> ServerProcess:
-    """Starts ``coffer server --dir DIRECTORY --port P`` with stdout/stderr to ``log_path``
-    (debug log level, access log on) and returns at once, without waiting for it."""
+    """Starts ``coffer server --dir DIRECTORY --port P [SERVER_ARGS]`` with stdout/stderr to
+    ``log_path`` (debug log level, access log on) and returns at once, without waiting for it."""
     port = free_port() if port is None else port
     env = base_env(
         home,
@@ -308,6 +331,7 @@ def spawn_server(
                 str(directory),
                 "--port",
                 str(port),
+                *server_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -350,6 +374,38 @@ def start_server(
         except ServerExited as exc:
             if "address already in use" not in exc.log.lower():
                 pytest.fail(str(exc))
+    pytest.fail(f"could not find a free port for coffer server:\n{log_path.read_text()}")
+
+
+def start_node(
+    first: ServerProcess,
+    directory: Path,
+    log_path: Path,
+    home: Path,
+    *,
+    extra_env: Mapping[str, str | None] | None = None,
+) -> ServerProcess:
+    """Starts another node of ``first``'s vault, as an operator adds one: ``coffer server
+    --no-init`` in its own ``directory``, on the same database, with ``first``'s root key file
+    (``COFFER_ROOT_KEY_FILE``) unless ``extra_env`` names the key otherwise. Waits until it
+    answers (retrying on a port taken meanwhile); its ``token`` is ``first``'s."""
+    env: dict[str, str | None] = {
+        "COFFER_ROOT_KEY_FILE": str(first.directory / "root.key"),
+        **(extra_env or {}),
+    }
+    for _attempt in range(3):
+        node = spawn_server(
+            directory, first.database_url, log_path, home, extra_env=env, server_args=("--no-init",)
+        )
+        try:
+            ready = wait_until_ready(node)
+        except ServerExited as exc:
+            if "address already in use" not in exc.log.lower():
+                pytest.fail(str(exc))
+            continue
+        assert ready.token is None, f"the new node initialised a vault:\n{ready.log_text()}"
+        ready.token = first.token
+        return ready
     pytest.fail(f"could not find a free port for coffer server:\n{log_path.read_text()}")
 
 

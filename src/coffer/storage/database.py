@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from coffer.domain.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_CONNECT_TIMEOUT_S = 3
 
 
 def _sqlite_path(url: sa.URL) -> Path | None:
@@ -143,7 +144,15 @@ def create_engine(database_url: str) -> Engine:
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     # No pre-ping: it costs a round trip per checkout; stale connections are recycled instead.
-    return sa.create_engine(url, pool_size=16, max_overflow=16, pool_recycle=1800)
+    # A server that accepts but never answers (hung, or packets dropped) must not hold a
+    # request for ever: connecting gives up after PG_CONNECT_TIMEOUT_S (the request then
+    # answers 503), unless the URL sets its own connect_timeout.
+    connect_args = (
+        {} if "connect_timeout" in url.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    )
+    return sa.create_engine(
+        url, pool_size=16, max_overflow=16, pool_recycle=1800, connect_args=connect_args
+    )
 
 
 def check_connection(engine: Engine) -> None:
