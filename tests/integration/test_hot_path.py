@@ -3,13 +3,20 @@ status, same body, same headers, same audit entries, the same refusals."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
+from coffer.api.context import BlockingRunner
+from coffer.api.write_batch import WriteBatcher
+from coffer.bootstrap import build_services
 from coffer.config import Settings
+from coffer.domain.errors import InvalidInput, NotFound
+from coffer.domain.secret_value import SecretValue
+from coffer.services.secrets import SecretWrite
 from tests.conftest import Vault
 from tests.integration.api_helpers import audit_entries, secret_path
 from tests.integration.team_helpers import bearer, client_for
@@ -117,8 +124,6 @@ def test_a_reader_cannot_write_through_the_hot_path(client: TestClient, vault: V
 def test_the_identity_rate_limit_applies_to_hot_writes(vault: Vault, settings: Settings) -> None:
     """With COFFER_RATE_LIMIT_IDENTITY at 5/minute the sixth request of a token is 429
     with Retry-After, on the hot path as on any route."""
-    from coffer.bootstrap import build_services
-
     limited = settings.with_overrides(rate_limit_identity="5/minute")
     services = build_services(limited)
     try:
@@ -131,3 +136,28 @@ def test_the_identity_rate_limit_applies_to_hot_writes(vault: Vault, settings: S
         services.close()
     assert answers == [200] * 4 + [429]
     assert last.status_code == 429 and int(last.headers["retry-after"]) > 0
+
+
+def test_writes_committed_together_keep_their_own_results(client: TestClient, vault: Vault) -> None:
+    """Twenty writes arriving at once share one transaction: each gets its own version or
+    its own error, a refused one (unknown environment, too long a comment) changes nothing,
+    and every accepted one is audited."""
+    batcher = WriteBatcher(vault.services.secrets, BlockingRunner(inline=vault.settings.is_sqlite))
+    writes = [
+        SecretWrite(vault.ctx, "web", "development", "K", SecretValue(f"v{n}")) for n in range(18)
+    ]
+    writes.insert(5, SecretWrite(vault.ctx, "web", "nowhere", "K", SecretValue("x")))
+    writes.insert(
+        9, SecretWrite(vault.ctx, "web", "development", "K", SecretValue("x"), "c" * 5000)
+    )
+
+    async def all_at_once() -> list[object]:
+        return await asyncio.gather(*(batcher.write(w) for w in writes), return_exceptions=True)
+
+    outcomes = asyncio.run(all_at_once())
+    assert isinstance(outcomes[5], NotFound) and isinstance(outcomes[9], InvalidInput)
+    versions = [o.version for o in outcomes if not isinstance(o, Exception)]  # type: ignore[attr-defined]
+    assert versions == list(range(2, 20))
+    assert client.get(PATH).json()["value"] == "v17"
+    updates = [e for e in audit_entries(vault.services.engine) if e["action"] == "secret.updated"]
+    assert len(updates) == 18

@@ -6,8 +6,9 @@ with a bearer token, no query string; for ``PUT`` a JSON body of ``value`` and o
 They are answered here, before the middleware stack and FastAPI's routing and dependency
 machinery, doing themselves what those layers would: the client address behind trusted
 proxies, the per-address and per-identity rate limits, the body-size limit and the
-protective headers. The read is ``FastSecretReader``; the write calls the same
-``SecretService.set`` the route calls, so every rule applies unchanged. Whenever a request
+protective headers. The read is ``FastSecretReader``; writes are group-committed
+(``write_batch``) through ``SecretService.set_many``, which applies the same validation,
+policy and ``SecretOps.write`` as the route's ``set``. Whenever a request
 is not the plain case, or the reader returns None, it goes on to the full stack (with its
 body replayed), which applies every rule and produces the error; the FastAPI routes also
 document these endpoints in the OpenAPI schema. Answers are byte-for-byte the routes'.
@@ -29,13 +30,14 @@ from coffer.api.errors import error_response, unavailable_response
 from coffer.api.http_metrics import SECRET_ROUTE, set_route
 from coffer.api.security_headers import headers_for
 from coffer.api.serialize import revealed_json, write_json
+from coffer.api.write_batch import WriteBatcher
 from coffer.crypto.tokens import hash_token, token_kind
 from coffer.domain.errors import CofferError, RateLimited
 from coffer.domain.models import CallContext
-from coffer.domain.read_limits import parse_read_limits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.auth import SESSION_TOKEN_KIND
 from coffer.services.container import Services
+from coffer.services.secrets import SecretWrite
 from coffer.storage.database import DATABASE_UNAVAILABLE
 
 _PATH = re.compile(r"/api/v1/projects/([^/]+)/environments/([^/]+)/secrets/([\s\S]+)")
@@ -80,6 +82,7 @@ class HotPathMiddleware:
         self.runner = runner
         self.proxies = proxies
         self.max_body_bytes = max_body_bytes
+        self.writes = WriteBatcher(services.secrets, runner)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method")
@@ -135,15 +138,8 @@ class HotPathMiddleware:
             return
         try:
             self.services.throttle.hit("api_per_identity", ctx.actor.id)
-            result = await self.runner(
-                self.services.secrets.set,
-                ctx,
-                project,
-                environment,
-                key,
-                SecretValue(plain[0]),
-                comment=plain[1],
-                limits=parse_read_limits(),
+            result = await self.writes.write(
+                SecretWrite(ctx, project, environment, key, SecretValue(plain[0]), plain[1])
             )
         except CofferError as error:
             await self._send(seen, send, error_response(error))

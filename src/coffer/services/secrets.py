@@ -4,6 +4,8 @@ Each owns its transaction."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -36,6 +38,18 @@ from coffer.storage import read_limits, secret_store
 from coffer.storage.database import scrub_deleted, serialize_counted_reads
 from coffer.storage.secret_store import ExpiredSecret, SecretRow
 from coffer.storage.tables import secrets
+
+
+@dataclass(frozen=True)
+class SecretWrite:
+    """One plain write of a new version, for ``SecretService.set_many``."""
+
+    ctx: CallContext
+    project: str
+    environment: str
+    key: str
+    value: SecretValue = field(repr=False)
+    comment: str | None = None
 
 
 def _check_version(key: str, version: int | None) -> None:
@@ -83,6 +97,46 @@ class SecretService:
             return self._ops.write(
                 conn, ctx, found, env, key, value, comment=comment, limits=limits
             )
+
+    def set_many(self, writes: Sequence[SecretWrite]) -> list[WriteResult | CofferError]:
+        """Writes several plain new versions (no limits) in one transaction, each in a
+        savepoint of its own: each write's result, or the error that refused it (that write
+        then changed nothing, and the others are unaffected). The group commit of the hot
+        write path: one COMMIT for all the writes that arrived together."""
+        outcomes: list[WriteResult | CofferError | None] = [None] * len(writes)
+        allowed: list[int] = []
+        for index, write in enumerate(writes):
+            try:
+                validate_write(write.key, write.value, write.comment, self._limits)
+                self._gate.require(
+                    write.ctx,
+                    Action.SECRET_WRITE,
+                    project=write.project,
+                    environment=write.environment,
+                )
+                allowed.append(index)
+            except CofferError as error:
+                outcomes[index] = error
+        if allowed:
+            with self._engine.begin() as conn:
+                for index in allowed:
+                    outcomes[index] = self._write_in_savepoint(conn, writes[index])
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _write_in_savepoint(
+        self, conn: sa.Connection, write: SecretWrite
+    ) -> WriteResult | CofferError:
+        savepoint = conn.begin_nested()
+        try:
+            found, env = require_scope(conn, write.ctx.actor, write.project, write.environment)
+            result = self._ops.write(
+                conn, write.ctx, found, env, write.key, write.value, comment=write.comment
+            )
+        except CofferError as error:
+            savepoint.rollback()
+            return error
+        savepoint.commit()
+        return result
 
     @retry_on_conflict
     def get(
