@@ -23,6 +23,7 @@ from coffer.domain.errors import (
     Sealed,
     TooLarge,
     Unauthenticated,
+    Unavailable,
 )
 from coffer.storage.database import DATABASE_UNAVAILABLE
 
@@ -40,6 +41,7 @@ _STATUS: tuple[tuple[type[CofferError], int], ...] = (
     (RateLimited, 429),
     (Contention, 503),
     (Sealed, 503),
+    (Unavailable, 503),
     (DecryptionFailed, 500),
 )
 
@@ -103,7 +105,7 @@ def unavailable_response() -> JSONResponse:
     """503 for a request the database could not serve (down, restarting, out of
     connections); it tells the client to retry, and names nothing about the database."""
     return JSONResponse(
-        {"error": {"code": "unavailable", "message": UNAVAILABLE_MESSAGE}},
+        {"error": Unavailable(UNAVAILABLE_MESSAGE).to_dict()},
         status_code=503,
         headers={"Retry-After": "1"},
     )

@@ -32,6 +32,7 @@ _BY_CODE: dict[str, type[err.CofferError]] = {
         err.ConfigError,
         err.WrongRootKey,
         err.Sealed,
+        err.Unavailable,
     )
 }
 

@@ -13,6 +13,7 @@ from coffer.domain.errors import (
     Sealed,
     ServerUnreachable,
     Unauthenticated,
+    Unavailable,
 )
 
 OK = 0
@@ -34,6 +35,7 @@ _CODES: tuple[tuple[type[CofferError], int], ...] = (
     (Conflict, CONFLICT),
     (ServerUnreachable, UNREACHABLE),
     (Sealed, UNREACHABLE),
+    (Unavailable, UNREACHABLE),
     (ConfigError, CONFIG),
     (RateLimited, RATE_LIMITED),
 )

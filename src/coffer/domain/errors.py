@@ -17,6 +17,7 @@ families to HTTP statuses (``api/``) or exit codes (``cli/``); nothing below the
     ├── Conflict                     conflict           the change clashes with current state
     ├── RateLimited                  rate_limited       too many requests; ``retry_after`` seconds
     ├── Contention                   contention         conflicting requests kept rolling it back
+    ├── Unavailable                  unavailable        the database cannot be reached (retry)
     ├── DecryptionFailed             decryption_failed  any failure to open a ciphertext (opaque)
     ├── ConfigError                  config_error       settings, key file or database unusable
     │   ├── WrongRootKey             wrong_root_key     the root key does not belong to this vault
@@ -124,6 +125,12 @@ class Sealed(CofferError):
     """The vault is sealed: its Shamir-split root key waits for ``coffer unseal``."""
 
     code = "sealed"
+
+
+class Unavailable(CofferError):
+    """The server could not reach its database; nothing was changed and a retry may work."""
+
+    code = "unavailable"
 
 
 class DecryptionFailed(CofferError):

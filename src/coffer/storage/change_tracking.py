@@ -81,6 +81,8 @@ def track_changes(engine: Engine, on_committed: Callable[[frozenset[CacheFamily]
 
     @event.listens_for(engine, "rollback")
     def _rolled_back(conn: sa.Connection) -> None:
+        if conn.invalidated:
+            return  # the connection was lost: its record (and what it noted) is discarded
         conn.info.pop(_PENDING, None)
 
     @event.listens_for(engine.pool, "checkin")
