@@ -219,6 +219,29 @@ def test_readyz_pings_redis_when_it_is_configured(tmp_path: Path) -> None:
     assert "detail" not in redis_check
 
 
+def test_metrics_say_whether_the_node_trusts_its_caches_and_counts_in_redis(
+    tmp_path: Path,
+) -> None:
+    """On SQLite the caches are fresh (the epoch file needs no channel) and limits count
+    in memory (never degraded); with COFFER_REDIS_URL on a closed port, after one counted
+    request the node says it counts alone."""
+    with backend_database("sqlite", tmp_path) as url:
+        with served(cheap_settings(url, tmp_path), lifespan=False) as (client, _token):
+            _text, samples = scrape(client)
+        assert value(samples, "coffer_cache_fresh") == 1
+        assert value(samples, "coffer_rate_limit_degraded") == 0
+        settings = cheap_settings(url, tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+        services = build_services(settings)
+        try:
+            with client_on(services, settings, _token, lifespan=False) as client:
+                assert client.get("/api/v1/whoami").status_code == 200
+                _text, samples = scrape(client)
+        finally:
+            services.close()
+    assert value(samples, "coffer_rate_limit_degraded") == 1
+    assert value(samples, "coffer_cache_fresh") == 1
+
+
 def test_readyz_names_redis_when_nothing_listens_and_hides_its_password(
     tmp_path: Path,
 ) -> None:

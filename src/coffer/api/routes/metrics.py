@@ -92,6 +92,27 @@ class _KeyCollector(Collector):
         )
 
 
+class _NodeCollector(Collector):
+    """This node's view of its shared state: whether its caches can be trusted and whether
+    its rate limits are counted in Redis."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "coffer_cache_fresh",
+            "1 while this node hears every change (its caches are used), 0 while it bypasses "
+            "them (no invalidation channel, e.g. Redis down, or caching off).",
+            value=1 if self._services.epochs.fresh else 0,
+        )
+        yield GaugeMetricFamily(
+            "coffer_rate_limit_degraded",
+            "1 while Redis is unreachable and this node counts rate limits alone.",
+            value=1 if self._services.throttle.degraded else 0,
+        )
+
+
 def _vault_figures(services: Services) -> tuple[LogStatus, KeyProgress]:
     return services.consumers.status(), services.readiness.key_progress()
 
@@ -102,5 +123,5 @@ async def metrics(request: Request, services: ServicesDep, run: Run) -> Response
     deliveries and key rotation progress."""
     status, keys = await run(_vault_figures, services)
     http = getattr(request.app.state, "http_metrics", None)
-    body = exposition(http, (_LogCollector(status), _KeyCollector(keys)))
+    body = exposition(http, (_LogCollector(status), _KeyCollector(keys), _NodeCollector(services)))
     return Response(body, media_type=CONTENT_TYPE_LATEST)
