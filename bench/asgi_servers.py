@@ -20,7 +20,9 @@ candidate: ``GET /healthz`` (constant, no auth, no database) and the authenticat
 whose machine has scopes and a grant (``server_process.seed_identities``), each with wrk at
 ``--connections`` keep-alive connections and 2 wrk threads. All candidates run at once (idle when
 not measured) and the rounds are interleaved: for each round, each candidate's constant endpoint
-then its read, so drift on a shared machine hits all of them alike.
+then its read, so drift on a shared machine hits all of them alike. With ``--postgres`` they run
+one after the other instead (each worker process holds a pool of up to 32 connections: all of
+them at once would pass PostgreSQL's default ``max_connections`` of 100).
 
 The machine has 2 cores, shared with wrk (and PostgreSQL with ``--postgres``). A 1-process
 candidate is pinned to the first core and wrk to the second (as ``run_all.py`` does); a
@@ -179,6 +181,7 @@ def started(
     database_url: str | None,
     source: Path | None = None,
     timeout: float = 60.0,
+    redis_url: str | None = None,
 ) -> Iterator[Candidate]:
     """Initialises a vault for ``candidate``, starts its server (pinned to its CPUs), seeds the
     data and the machine identity, yields it, and stops the server (its whole process group).
@@ -195,6 +198,8 @@ def started(
     }
     if database_url:
         extra["COFFER_DATABASE_URL"] = database_url
+    if redis_url:
+        extra["COFFER_REDIS_URL"] = redis_url
     env = base_env(**extra)
     try:
         init = subprocess.run(
@@ -361,6 +366,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres", metavar="URL", help="serve from PostgreSQL (fresh schemas)")
+    parser.add_argument("--redis-url", metavar="URL", help="COFFER_REDIS_URL of every server")
     parser.add_argument(
         "--revision",
         metavar="REV",
@@ -395,9 +401,11 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         "",
         f"ASGI servers on coffer  {meta['date']}  ({meta['cpus']} CPUs, shared with wrk; "
-        f"database {meta['database']})",
+        f"database {meta['database']}{', Redis' if meta['redis'] else ''})",
         f"wrk: {meta['connections']} connections, 2 threads, {meta['duration_s']:g} s per "
-        f"segment, {meta['rounds']} interleaved rounds; load average before/after "
+        f"segment, {meta['rounds']} rounds "
+        f"({'interleaved across servers' if meta['interleaved'] else 'one server at a time'})"
+        "; load average before/after "
         f"{meta['loadavg_before']} / {meta['loadavg_after']}",
         "pinning: 1 process: server on CPU 0, wrk on CPU 1; 2 processes: nothing pinned "
         "(server workers and wrk share both cores)"
@@ -467,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "database": "postgresql" if args.postgres else "sqlite",
             "revision": args.revision or "working tree",
+            "redis": bool(args.redis_url),
             "tool": tool,
             "connections": args.connections,
             "duration_s": args.duration,
@@ -481,31 +490,28 @@ def main(argv: list[str] | None = None) -> int:
         "candidates": {},
     }
     started_at = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        source = stack.enter_context(revision_source(args.revision)) if args.revision else None
-        for candidate in candidates:
-            url = stack.enter_context(postgres_schema(args.postgres)) if args.postgres else None
-            log(f"starting {candidate.name}")
-            stack.enter_context(started(candidate, url, source))
 
-        def streams(c: Candidate) -> list[tuple[str, Request]]:
-            assert c.handle is not None
-            path = c.handle.secret_path(PROJECT, ENVIRONMENT, READ_KEY)
-            auth = {"Authorization": f"Bearer {c.machine_token}"}
-            return [("constant", Request("GET", "/healthz")), ("read", Request("GET", path, auth))]
+    def streams(c: Candidate) -> list[tuple[str, Request]]:
+        assert c.handle is not None
+        path = c.handle.secret_path(PROJECT, ENVIRONMENT, READ_KEY)
+        auth = {"Authorization": f"Bearer {c.machine_token}"}
+        return [("constant", Request("GET", "/healthz")), ("read", Request("GET", path, auth))]
 
-        def client_cpus(c: Candidate) -> frozenset[int] | None:
-            return rest if c.cpus is not None else None
+    def client_cpus(c: Candidate) -> frozenset[int] | None:
+        return rest if c.cpus is not None else None
 
-        for c in candidates:
+    buckets: dict[str, dict[str, list[LoadResult]]] = {
+        c.name: {"constant": [], "read": []} for c in candidates
+    }
+
+    def run(group: list[Candidate]) -> None:
+        """Warm-ups, then the interleaved rounds of ``group``'s streams."""
+        for c in group:
             assert c.handle is not None
             for _stream, request in streams(c):
                 measure(c.handle, request, args.warmup, args.connections, tool, client_cpus(c))
-        buckets: dict[str, dict[str, list[LoadResult]]] = {
-            c.name: {"constant": [], "read": []} for c in candidates
-        }
         for round_no in range(1, args.rounds + 1):
-            for c in candidates:
+            for c in group:
                 assert c.handle is not None
                 for stream, request in streams(c):
                     r = measure(
@@ -516,6 +522,25 @@ def main(argv: list[str] | None = None) -> int:
                         f"round {round_no} {c.name:13s} {stream:8s} {r.rps:8.0f} req/s  p50 "
                         f"{r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  errors {r.errors}"
                     )
+
+    # On PostgreSQL each worker process holds a pool of up to 32 connections: all candidates
+    # at once would pass the server's max_connections (100 by default), so there they run
+    # one after the other (each its own warm-up and rounds), not interleaved.
+    groups = [[c] for c in candidates] if args.postgres else [candidates]
+    results["meta"]["interleaved"] = not args.postgres
+    with contextlib.ExitStack() as outer:
+        source = outer.enter_context(revision_source(args.revision)) if args.revision else None
+        for group in groups:
+            with contextlib.ExitStack() as stack:
+                for candidate in group:
+                    url = (
+                        stack.enter_context(postgres_schema(args.postgres))
+                        if args.postgres
+                        else None
+                    )
+                    log(f"starting {candidate.name}")
+                    stack.enter_context(started(candidate, url, source, redis_url=args.redis_url))
+                run(group)
     for c in candidates:
         constant = summary(buckets[c.name]["constant"])
         read = summary(buckets[c.name]["read"])
