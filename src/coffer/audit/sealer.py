@@ -66,6 +66,9 @@ def checkpoint_from_row(row: tuple[object, ...]) -> Checkpoint:
     )
 
 
+BATCH_PAUSE_SECONDS = 0.002
+
+
 class AuditSealer:
     """Seals the log of one vault database."""
 
@@ -75,7 +78,7 @@ class AuditSealer:
         keys: AuditKeys,
         policy: CheckpointPolicy | None = None,
         *,
-        batch: int = 5000,
+        batch: int = 500,
     ) -> None:
         self._engine = engine
         self._keys = keys
@@ -94,6 +97,9 @@ class AuditSealer:
             sealed = self._seal_batch(report, checkpoint_now=checkpoint_now, now=now)
             if sealed < self._batch:
                 return report
+            # Let requests waiting for the database (a read's audit entry) in between, or on
+            # SQLite's single connection they would wait for the whole backlog.
+            time.sleep(BATCH_PAUSE_SECONDS)
 
     def _seal_batch(self, report: SealReport, *, checkpoint_now: bool, now: float | None) -> int:
         with self._engine.begin() as conn:
