@@ -22,10 +22,11 @@ from fastapi.testclient import TestClient
 
 from coffer.bootstrap import build_services, initialise_vault
 from coffer.config import Settings
-from coffer.services.cache_epochs import FileEpochs, RedisEpochs
+from coffer.services.cache_epochs import FileEpochs, PostgresEpochs, RedisEpochs
 from coffer.storage.change_tracking import CacheFamily, track_changes
 from coffer.storage.database import create_engine
 from coffer.storage.tables import api_tokens, audit_log, grants
+from tests.conftest import backend_database
 from tests.integration.api_helpers import put_secret, secret_path
 from tests.integration.team_helpers import bearer, cheap_settings, client_for
 
@@ -53,16 +54,20 @@ class Nodes:
         self.services = [build_services(settings) for _ in range(2)]
         for services in self.services:
             stack.callback(services.close)
+            assert services.epochs.fresh, "the node must cache (else nothing here is tested)"
         self.a, self.b = (
             stack.enter_context(client_for(services, settings)) for services in self.services
         )
 
 
-@pytest.fixture
-def nodes(database_url: str, tmp_path: Path) -> Iterator[Nodes]:
-    settings = cheap_settings(database_url, tmp_path, redis_url=_redis_for(database_url))
-    with ExitStack() as stack:
-        yield Nodes(settings, stack)
+@pytest.fixture(params=("sqlite", "postgresql+redis", "postgresql+notify"))
+def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Nodes]:
+    """Two nodes on SQLite (epoch file), on PostgreSQL with Redis (pub/sub) and on
+    PostgreSQL alone (LISTEN/NOTIFY)."""
+    backend, _, channel = request.param.partition("+")
+    with backend_database(backend, tmp_path) as url, ExitStack() as stack:
+        redis_url = _redis_for(url) if channel == "redis" else None
+        yield Nodes(cheap_settings(url, tmp_path, redis_url=redis_url), stack)
 
 
 def _machine(nodes: Nodes, name: str, scope: str) -> tuple[str, str]:
@@ -267,3 +272,22 @@ def test_redis_epochs_reach_other_nodes_and_fail_safe_without_redis(tmp_path: Pa
         two.close()
         server.kill()
         server.wait()
+
+
+def test_postgres_epochs_reach_other_sessions_through_notify(tmp_path: Path) -> None:
+    """A change published with NOTIFY on one node moves the other's epoch within a second,
+    for that family only; each node is fresh once it listens."""
+    with backend_database("postgresql", tmp_path) as url:
+        engine = create_engine(url)
+        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        engine.dispose()
+        one, two = PostgresEpochs(conninfo), PostgresEpochs(conninfo)
+        try:
+            assert one.wait_fresh(5) and two.wait_fresh(5)
+            access, keys = two.current(CacheFamily.ACCESS), two.current(CacheFamily.KEYS)
+            one.changed(frozenset({CacheFamily.ACCESS}))
+            _within(WITHIN_S, lambda: two.current(CacheFamily.ACCESS) != access)
+            assert two.current(CacheFamily.KEYS) == keys
+        finally:
+            one.close()
+            two.close()

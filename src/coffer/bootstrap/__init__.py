@@ -66,7 +66,7 @@ from coffer.services.vault_setup import (
 from coffer.services.webhook_delivery import WebhookDispatcher, WebhookSender
 from coffer.services.webhooks import WebhookPoster, WebhookService
 from coffer.storage.change_tracking import CacheFamily, track_changes
-from coffer.storage.database import check_connection, create_engine
+from coffer.storage.database import check_connection, create_engine, libpq_url
 
 
 def load_settings_root_key(settings: Settings) -> RootKey:
@@ -199,7 +199,7 @@ def node_epochs(settings: Settings, engine: Engine) -> Epochs:
     epochs = epochs_for(
         cache_seconds=settings.cache_seconds,
         sqlite_file=_sqlite_file(settings.database_url) if settings.is_sqlite else None,
-        is_sqlite=settings.is_sqlite,
+        postgres_conninfo=None if settings.is_sqlite else libpq_url(engine),
         redis_url=settings.redis_url,
     )
     track_changes(engine, epochs.changed)

@@ -16,8 +16,9 @@ Backends:
   published on a Redis channel that every node subscribes to. While the subscription is down
   the node cannot hear changes, so it is *not fresh*: caches are bypassed (every read goes to
   the database) until it has subscribed again, and then every epoch moves.
-* ``NoEpochs`` (PostgreSQL without Redis, or ``COFFER_CACHE_SECONDS=0``): never fresh, so
-  nothing is cached. Several nodes on PostgreSQL need Redis to cache.
+* ``PostgresEpochs`` (PostgreSQL without Redis): the same, over PostgreSQL's own
+  ``LISTEN``/``NOTIFY`` on one extra connection per node.
+* ``NoEpochs`` (``COFFER_CACHE_SECONDS=0``): never fresh, so nothing is cached.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import secrets
 import struct
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +39,7 @@ from coffer.storage.change_tracking import FAMILIES, CacheFamily
 _log = logging.getLogger("coffer.cache")
 _SLOT = struct.Struct("<Q")
 CHANNEL = "coffer:cache-epochs"
+PG_CHANNEL = "coffer_cache_epochs"
 
 
 def _new_value() -> int:
@@ -125,20 +128,23 @@ class FileEpochs:
         self._map.close()
 
 
-class RedisEpochs:
-    """Epochs in this process, kept in step with other nodes over Redis pub/sub."""
+class _ChannelEpochs:
+    """Epochs in this process, kept in step with other nodes over a broadcast channel.
 
-    def __init__(self, redis_url: str, *, reconnect_seconds: float = 0.5) -> None:
-        import redis
+    Subclasses say how to ``_publish`` a message and how to ``_subscribe`` (a generator
+    that yields once subscribed, then every message received, and raises when the
+    channel is lost). A listener thread keeps the subscription; while it is down the node
+    is not fresh.
+    """
 
-        self._client: Any = redis.Redis.from_url(
-            redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
-        )
+    def __init__(self, reconnect_seconds: float) -> None:
         self._values = [_new_value() for _ in FAMILIES]
         self._fresh = threading.Event()
         self._stop = threading.Event()
         self._reconnect = reconnect_seconds
         self._thread = threading.Thread(target=self._listen, name="coffer-epochs", daemon=True)
+
+    def _start(self) -> None:
         self._thread.start()
 
     @property
@@ -152,9 +158,9 @@ class RedisEpochs:
         self._move(families)
         message = ",".join(str(int(family)) for family in sorted(families))
         try:
-            self._client.publish(CHANNEL, message)
-        except Exception as exc:  # noqa: BLE001 - Redis down: the others are not fresh either
-            _log.warning("could not publish a cache change to Redis: %s", type(exc).__name__)
+            self._publish(message)
+        except Exception as exc:  # noqa: BLE001 - channel down: the others are not fresh either
+            _log.warning("could not publish a cache change: %s", type(exc).__name__)
 
     def wait_fresh(self, timeout: float) -> bool:
         """Waits until subscribed; True when it is (used at start and by tests)."""
@@ -163,7 +169,12 @@ class RedisEpochs:
     def close(self) -> None:
         self._stop.set()
         self._fresh.clear()
-        self._client.close()
+
+    def _publish(self, message: str) -> None:
+        raise NotImplementedError
+
+    def _subscribe(self) -> Iterator[object]:
+        raise NotImplementedError
 
     def _move(self, families: frozenset[CacheFamily] | tuple[CacheFamily, ...]) -> None:
         for family in families:
@@ -171,28 +182,27 @@ class RedisEpochs:
 
     def _listen(self) -> None:
         while not self._stop.is_set():
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(CHANNEL)
+                messages = self._subscribe()
+                next(messages)  # subscribed
                 # Whatever changed while we could not hear it: treat everything as stale.
                 self._move(FAMILIES)
                 self._fresh.set()
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
+                for message in messages:
+                    if self._stop.is_set():
+                        break
                     if message is not None:
-                        self._apply(message.get("data"))
+                        self._apply(message)
             except Exception as exc:  # noqa: BLE001 - the outermost edge of the listener
                 if self._fresh.is_set():
                     _log.warning(
-                        "cache invalidation channel lost (%s): caches bypassed until Redis is back",
+                        "cache invalidation channel lost (%s): caches bypassed until it is back",
                         type(exc).__name__,
                     )
                 self._fresh.clear()
                 self._stop.wait(self._reconnect)
             finally:
                 self._fresh.clear()
-                with contextlib.suppress(Exception):  # closing a broken connection
-                    pubsub.close()
 
     def _apply(self, data: object) -> None:
         text = data.decode("ascii", "replace") if isinstance(data, bytes) else str(data)
@@ -204,17 +214,107 @@ class RedisEpochs:
         self._move(tuple(families))
 
 
+class RedisEpochs(_ChannelEpochs):
+    """Epochs kept in step over Redis pub/sub."""
+
+    def __init__(self, redis_url: str, *, reconnect_seconds: float = 0.5) -> None:
+        import redis
+
+        super().__init__(reconnect_seconds)
+        self._client: Any = redis.Redis.from_url(
+            redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self._start()
+
+    def close(self) -> None:
+        super().close()
+        self._client.close()
+
+    def _publish(self, message: str) -> None:
+        self._client.publish(CHANNEL, message)
+
+    def _subscribe(self) -> Iterator[object]:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(CHANNEL)
+            yield None
+            while not self._stop.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                yield message.get("data") if message is not None else None
+        finally:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                pubsub.close()
+
+
+class PostgresEpochs(_ChannelEpochs):
+    """Epochs kept in step over PostgreSQL ``LISTEN``/``NOTIFY`` (a channel per database:
+    the notification reaches every session connected to it)."""
+
+    def __init__(self, conninfo: str, *, reconnect_seconds: float = 0.5) -> None:
+        super().__init__(reconnect_seconds)
+        self._conninfo = conninfo
+        self._publisher: Any = None
+        self._publish_lock = threading.Lock()
+        self._start()
+
+    def close(self) -> None:
+        super().close()
+        with self._publish_lock:
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=3)
+
+    def _publish(self, message: str) -> None:
+        with self._publish_lock:
+            try:
+                if self._publisher is None or self._publisher.closed:
+                    self._publisher = self._connect()
+                self._publisher.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, message))
+            except Exception:
+                if self._publisher is not None:
+                    self._publisher.close()
+                self._publisher = None
+                raise
+
+    def _subscribe(self) -> Iterator[object]:
+        listener = self._connect()
+        try:
+            listener.execute(f"LISTEN {PG_CHANNEL}")
+            yield None
+            while not self._stop.is_set():
+                received = False
+                for notify in listener.notifies(timeout=1.0):
+                    received = True
+                    yield notify.payload
+                if not received:
+                    listener.execute("SELECT 1")  # notices a lost connection
+                    yield None
+        finally:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                listener.close()
+
+
 def epochs_for(
-    *, cache_seconds: int, sqlite_file: Path | None, is_sqlite: bool, redis_url: str | None
+    *,
+    cache_seconds: int,
+    sqlite_file: Path | None,
+    postgres_conninfo: str | None,
+    redis_url: str | None,
 ) -> Epochs:
-    """The epochs backend for a node: a shared file beside a SQLite database, Redis for
-    PostgreSQL with ``COFFER_REDIS_URL``, and none (no caching) otherwise."""
+    """The epochs backend for a node: a shared file beside a SQLite database; for
+    PostgreSQL, Redis pub/sub with ``COFFER_REDIS_URL``, else LISTEN/NOTIFY; none (no
+    caching) with ``cache_seconds`` 0."""
     if cache_seconds <= 0:
         return NoEpochs()
-    if is_sqlite:
+    if postgres_conninfo is None:
         return FileEpochs(Path(f"{sqlite_file}-epochs")) if sqlite_file else LocalEpochs()
-    if redis_url:
-        epochs = RedisEpochs(redis_url)
-        epochs.wait_fresh(2.0)
-        return epochs
-    return NoEpochs()
+    channel: _ChannelEpochs = (
+        RedisEpochs(redis_url) if redis_url else PostgresEpochs(postgres_conninfo)
+    )
+    channel.wait_fresh(2.0)
+    return channel

@@ -155,6 +155,12 @@ def create_engine(database_url: str) -> Engine:
     )
 
 
+def libpq_url(engine: Engine) -> str:
+    """The engine's PostgreSQL URL as libpq takes it (for a connection of one's own, such as
+    a LISTEN session); it holds the password, so it must never be logged."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def check_connection(engine: Engine) -> None:
     """Opens one connection; raises ConfigError naming COFFER_DATABASE_URL when it fails."""
     try:
