@@ -213,22 +213,29 @@ def insert_version(
 ) -> None:
     """Appends an encrypted version and makes it current."""
     conn.execute(
-        sa.insert(secret_versions).values(
-            secret_id=secret_id,
-            version=version,
-            ciphertext=ciphertext,
-            key_version=key_version,
-            author_id=author_id,
-            author_kind=author_kind,
-            comment=comment,
-            created_at=now,
-        )
+        _INSERT_VERSION,
+        {
+            "secret_id": secret_id,
+            "version": version,
+            "ciphertext": ciphertext,
+            "key_version": key_version,
+            "author_id": author_id,
+            "author_kind": author_kind,
+            "comment": comment,
+            "created_at": now,
+        },
     )
-    conn.execute(
-        sa.update(secrets)
-        .where(secrets.c.id == secret_id)
-        .values(current_version=version, updated_at=now)
-    )
+    conn.execute(_MAKE_CURRENT, {"which": secret_id, "current": version, "at": now})
+
+
+# Built once: the write path runs them on every write, and building a statement costs more
+# than executing it on SQLite.
+_INSERT_VERSION = sa.insert(secret_versions)
+_MAKE_CURRENT = (
+    sa.update(secrets)
+    .where(secrets.c.id == sa.bindparam("which"))
+    .values(current_version=sa.bindparam("current"), updated_at=sa.bindparam("at"))
+)
 
 
 _VERSION_QUERY = sa.select(
