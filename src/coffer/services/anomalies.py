@@ -95,21 +95,24 @@ class AnomalyDetector:
         taken (more may be waiting)."""
         with self._engine.connect() as conn:
             position = audit_store.cursor_position(conn, CURSOR)
-        records = self._audit.read_after(position or 0, self._batch)
-        if not records:
+            start = position or 0
+            stop = min(start + self._batch, audit_store.read_tree(conn).size)
+        if stop <= start:
             return False
-        reads = [record for record in records if self._watched(record)]
+        # Only production reads can be anomalies: the database picks them out of the batch.
+        candidates = self._audit.read_range(
+            start, stop, action=Event.SECRET_READ.value, environments=self._environments
+        )
+        reads = [record for record in candidates if self._watched(record)]
         now = time.time()
         with self._engine.begin() as conn:
-            if not webhook_store.advance_cursor(
-                conn, CURSOR, position, int(records[-1]["index"]) + 1, now
-            ):
+            if not webhook_store.advance_cursor(conn, CURSOR, position, stop, now):
                 return False
             batch = _Batch({}, {}, _hours(conn, {str(r["org"]) for r in reads}))
             for read in reads:
                 for reason, details in self._findings(conn, read, batch, now):
                     self._record(conn, read, reason, details)
-        return len(records) == self._batch
+        return stop - start == self._batch
 
     def _watched(self, record: Record) -> bool:
         return (

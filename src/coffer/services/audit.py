@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,6 +238,19 @@ class AuditService:
             return [
                 record_from_values(row[:RECORD_WIDTH])
                 for row in audit_store.sealed_rows(conn, position, position + limit)
+            ]
+
+    def read_range(
+        self, start: int, stop: int, *, action: str, environments: Sequence[str]
+    ) -> list[Record]:
+        """Returns the sealed records with ``start <= index < stop`` of ``action`` in one
+        of ``environments``, in order (a consumer interested in those alone)."""
+        with self._engine.connect() as conn:
+            return [
+                record_from_values(row[:RECORD_WIDTH])
+                for row in audit_store.sealed_rows(
+                    conn, start, stop, action=action, environments=environments
+                )
             ]
 
     def follow_from_head(self, names: Iterable[str], *, now: float | None = None) -> None:

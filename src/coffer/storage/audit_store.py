@@ -135,10 +135,16 @@ def release_places_from(conn: sa.Connection, index: int) -> None:
 
 
 def sealed_rows(
-    conn: sa.Connection, start: int = 0, stop: int | None = None
+    conn: sa.Connection,
+    start: int = 0,
+    stop: int | None = None,
+    *,
+    action: str | None = None,
+    environments: Sequence[str] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Yields sealed entries with ``start <= leaf index < stop`` in index order, as
-    (record values..., leaf_hash, mac), streaming rather than loading them all."""
+    (record values..., leaf_hash, mac), streaming rather than loading them all; only those
+    of ``action`` and in ``environments`` when given."""
     query = (
         sa.select(*RECORD_SELECT, audit_log.c.leaf_hash, audit_log.c.mac)
         .where(audit_log.c.leaf_index >= start)
@@ -146,6 +152,10 @@ def sealed_rows(
     )
     if stop is not None:
         query = query.where(audit_log.c.leaf_index < stop)
+    if action is not None:
+        query = query.where(audit_log.c.action == action)
+    if environments is not None:
+        query = query.where(audit_log.c.environment.in_(environments))
     result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
     for partition in result.partitions():
         for row in partition:
