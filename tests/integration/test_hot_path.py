@@ -161,3 +161,23 @@ def test_writes_committed_together_keep_their_own_results(client: TestClient, va
     assert client.get(PATH).json()["value"] == "v17"
     updates = [e for e in audit_entries(vault.services.engine) if e["action"] == "secret.updated"]
     assert len(updates) == 18
+
+
+@pytest.mark.parametrize("rule", ["rate_limit_identity", "rate_limit_ip"])
+def test_a_request_the_hot_path_passes_on_is_counted_once(
+    vault: Vault, settings: Settings, rule: str
+) -> None:
+    """A read the hot path hands to the full stack (a read-limited secret) counts once
+    against the per-identity and per-address limits: with 6/minute, the project, the write
+    and four such reads pass, and the seventh request is refused."""
+    limited = settings.with_overrides(**{rule: "6/minute"})
+    services = build_services(limited)
+    try:
+        with client_for(services, limited) as api:
+            api.headers.update(bearer(vault.token))
+            assert api.post(f"{API}/projects", json={"name": "web"}).status_code == 201
+            assert api.put(PATH, json={"value": "x", "max_reads": 10}).status_code == 200
+            reads = [api.get(PATH).status_code for _ in range(5)]
+    finally:
+        services.close()
+    assert reads == [200] * 4 + [429]

@@ -28,6 +28,7 @@ from coffer.api.client_address import Network, as_forwarded
 from coffer.api.context import BlockingRunner
 from coffer.api.errors import error_response, unavailable_response
 from coffer.api.http_metrics import SECRET_ROUTE, set_route
+from coffer.api.rate_limit import IP_COUNTED
 from coffer.api.security_headers import headers_for
 from coffer.api.serialize import revealed_json, write_json
 from coffer.api.write_batch import WriteBatcher
@@ -102,8 +103,9 @@ class HotPathMiddleware:
         try:
             self.services.throttle.hit("api_per_ip", client or "unknown")
         except RateLimited:
-            await self.app(scope, receive, send)  # counted again there, and refused
+            await self.app(scope, receive, send)  # refused there, with the usual answer
             return
+        scope[IP_COUNTED] = True  # the full stack must not count this request again
         project, environment, key = match.group(1), match.group(2), match.group(3)
         user_agent = _header(scope, b"user-agent")
         if method == "GET":

@@ -14,6 +14,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from coffer.domain.errors import RateLimited
 from coffer.services.throttle import Throttle
 
+IP_COUNTED = "coffer.ip_counted"
+"""Set in the scope by a layer above that already counted the request (the hot path)."""
+
 
 class RateLimitMiddleware:
     """Counts each ``/api/`` request against its client address."""
@@ -23,7 +26,11 @@ class RateLimitMiddleware:
         self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith("/api/")
+            or scope.get(IP_COUNTED)
+        ):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

@@ -131,8 +131,6 @@ class FastSecretReader:
         if holder is None or not holder.active(now):
             return None
         actor = holder.actor
-        if not self._within_rate(actor.id):
-            return None
         ctx = CallContext(actor=actor, source_ip=source_ip, user_agent=user_agent)
         if not decision_for(
             ctx, Action.SECRET_READ, project=project, environment=environment, now=now
@@ -146,6 +144,8 @@ class FastSecretReader:
                 return None
         if bundle.limits.limited:
             return None  # counted reads and expiry are the full path's
+        if not self._within_rate(actor.id):
+            return None  # counted here; the full path counts once more and answers 429
         try:
             value = self._cipher.open_bundle(bundle, key)
         except DecryptionFailed:

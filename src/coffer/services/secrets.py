@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coffer.domain.access import Action
-from coffer.domain.errors import CofferError, InvalidInput, NotFound
+from coffer.domain.errors import CofferError, Contention, InvalidInput, NotFound
 from coffer.domain.events import Event
 from coffer.domain.models import (
     CallContext,
@@ -102,7 +102,9 @@ class SecretService:
         """Writes several plain new versions (no limits) in one transaction, each in a
         savepoint of its own: each write's result, or the error that refused it (that write
         then changed nothing, and the others are unaffected). The group commit of the hot
-        write path: one COMMIT for all the writes that arrived together."""
+        write path: one COMMIT for all the writes that arrived together. Rows are locked in
+        key order, so two batches cannot deadlock on each other; a conflict the database
+        still reports runs the batch again (Contention for every write when it persists)."""
         outcomes: list[WriteResult | CofferError | None] = [None] * len(writes)
         allowed: list[int] = []
         for index, write in enumerate(writes):
@@ -117,15 +119,26 @@ class SecretService:
                 allowed.append(index)
             except CofferError as error:
                 outcomes[index] = error
+        allowed.sort(key=lambda i: (writes[i].project, writes[i].environment, writes[i].key))
         if allowed:
-            with self._engine.begin() as conn:
-                for index in allowed:
-                    outcomes[index] = self._write_in_savepoint(conn, writes[index])
+            try:
+                written = self._write_batch([writes[index] for index in allowed])
+            except Contention as error:
+                written = [error] * len(allowed)
+            for index, outcome in zip(allowed, written, strict=True):
+                outcomes[index] = outcome
         return [outcome for outcome in outcomes if outcome is not None]
+
+    @retry_on_conflict
+    def _write_batch(self, writes: Sequence[SecretWrite]) -> list[WriteResult | CofferError]:
+        with self._engine.begin() as conn:
+            return [self._write_in_savepoint(conn, write) for write in writes]
 
     def _write_in_savepoint(
         self, conn: sa.Connection, write: SecretWrite
     ) -> WriteResult | CofferError:
+        """One write of a batch; its own refusal rolls back only its savepoint. A database
+        error other than a refusal (a deadlock, a lost connection) ends the whole batch."""
         savepoint = conn.begin_nested()
         try:
             found, env = require_scope(conn, write.ctx.actor, write.project, write.environment)
