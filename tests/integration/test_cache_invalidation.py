@@ -8,6 +8,7 @@ nothing but the database and, on PostgreSQL, Redis.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -180,8 +181,8 @@ def test_every_read_served_from_the_cache_is_audited(nodes: Nodes) -> None:
 
 
 def test_committed_writes_to_watched_tables_are_reported_after_commit(tmp_path: Path) -> None:
-    """A committed write reports its table's families once; a rolled-back one and a write to
-    an unwatched table report nothing."""
+    """A committed write reports its table's families once; a rolled-back one, a write to an
+    unwatched table and a query report nothing; a write in SQL text reports every family."""
     engine = create_engine(f"sqlite:///{tmp_path / 'c.db'}")
     seen: list[frozenset[CacheFamily]] = []
     track_changes(engine, seen.append)
@@ -193,7 +194,6 @@ def test_committed_writes_to_watched_tables_are_reported_after_commit(tmp_path: 
         conn.exec_driver_sql("CREATE TABLE audit_log (id TEXT)")
     assert seen == []
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO grants VALUES ('x')"))  # text: not seen
         conn.execute(sa.delete(grants))
     assert seen == [frozenset({CacheFamily.ACCESS})]
     with pytest.raises(RuntimeError), engine.begin() as conn:
@@ -201,7 +201,11 @@ def test_committed_writes_to_watched_tables_are_reported_after_commit(tmp_path: 
         raise RuntimeError("rolled back")
     with engine.begin() as conn:
         conn.execute(sa.delete(audit_log))
+        conn.execute(sa.text("SELECT * FROM grants"))
     assert seen == [frozenset({CacheFamily.ACCESS})]
+    with engine.begin() as conn:
+        conn.execute(sa.text("  insert INTO audit_log VALUES ('x')"))  # SQL text: every family
+    assert seen == [frozenset({CacheFamily.ACCESS}), frozenset(CacheFamily)]
     engine.dispose()
 
 
@@ -246,9 +250,10 @@ def _start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
 
 
 def test_redis_epochs_reach_other_nodes_and_fail_safe_without_redis(tmp_path: Path) -> None:
-    """A change on one node moves the other's epoch within a second; when Redis goes away
-    both stop being fresh (caches bypassed), and when it is back they are fresh again with
-    every epoch moved (whatever changed meanwhile is not served stale)."""
+    """A change on one node moves the other's epoch within a second; when Redis hangs
+    (silent connections) or goes away both stop being fresh (caches bypassed), and when it
+    is back they are fresh again with every epoch moved (whatever changed meanwhile is not
+    served stale)."""
     _redis_for("postgresql")
     port = _free_port()
     server = _start_redis(port, tmp_path)
@@ -260,6 +265,10 @@ def test_redis_epochs_reach_other_nodes_and_fail_safe_without_redis(tmp_path: Pa
         one.changed(frozenset({CacheFamily.ACCESS}))
         _within(WITHIN_S, lambda: two.current(CacheFamily.ACCESS) != access)
         assert two.current(CacheFamily.SECRETS) == secrets
+        server.send_signal(signal.SIGSTOP)  # hung: connections stay open, nothing moves
+        _within(3.0, lambda: not one.fresh and not two.fresh)
+        server.send_signal(signal.SIGCONT)
+        _within(5.0, lambda: one.fresh and two.fresh)
         server.kill()
         server.wait()
         _within(5.0, lambda: not one.fresh and not two.fresh)

@@ -30,6 +30,7 @@ import os
 import secrets
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,8 @@ from coffer.storage.change_tracking import FAMILIES, CacheFamily
 _log = logging.getLogger("coffer.cache")
 _SLOT = struct.Struct("<Q")
 CHANNEL = "coffer:cache-epochs"
+HEARTBEAT_SECONDS = 0.5
+SILENCE_SECONDS = 1.5
 PG_CHANNEL = "coffer_cache_epochs"
 
 
@@ -142,14 +145,22 @@ class _ChannelEpochs:
         self._fresh = threading.Event()
         self._stop = threading.Event()
         self._reconnect = reconnect_seconds
-        self._thread = threading.Thread(target=self._listen, name="coffer-epochs", daemon=True)
+        self._last_heard = 0.0
+        self._threads = (
+            threading.Thread(target=self._listen, name="coffer-epochs", daemon=True),
+            threading.Thread(target=self._beat, name="coffer-epochs-beat", daemon=True),
+        )
 
     def _start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     @property
     def fresh(self) -> bool:
-        return self._fresh.is_set()
+        """Subscribed, and the channel carried a message (at least this node's own
+        heartbeat) within ``SILENCE_SECONDS``: a channel that went quiet (a half-open
+        connection, a hung server) is not trusted."""
+        return self._fresh.is_set() and time.monotonic() - self._last_heard < SILENCE_SECONDS
 
     def current(self, family: CacheFamily) -> int:
         return self._values[family]
@@ -159,7 +170,8 @@ class _ChannelEpochs:
         message = ",".join(str(int(family)) for family in sorted(families))
         try:
             self._publish(message)
-        except Exception as exc:  # noqa: BLE001 - channel down: the others are not fresh either
+        except Exception as exc:  # noqa: BLE001 - the channel is down: this node's heartbeat
+            # stops too, and nodes that cannot hear anyone bypass their caches
             _log.warning("could not publish a cache change: %s", type(exc).__name__)
 
     def wait_fresh(self, timeout: float) -> bool:
@@ -187,11 +199,13 @@ class _ChannelEpochs:
                 next(messages)  # subscribed
                 # Whatever changed while we could not hear it: treat everything as stale.
                 self._move(FAMILIES)
+                self._last_heard = time.monotonic()
                 self._fresh.set()
                 for message in messages:
                     if self._stop.is_set():
                         break
                     if message is not None:
+                        self._last_heard = time.monotonic()
                         self._apply(message)
             except Exception as exc:  # noqa: BLE001 - the outermost edge of the listener
                 if self._fresh.is_set():
@@ -203,6 +217,12 @@ class _ChannelEpochs:
                 self._stop.wait(self._reconnect)
             finally:
                 self._fresh.clear()
+
+    def _beat(self) -> None:
+        """Publishes an empty message every ``HEARTBEAT_SECONDS`` (see ``fresh``)."""
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(Exception):  # a dead channel shows as silence
+                self._publish("")
 
     def _apply(self, data: object) -> None:
         text = data.decode("ascii", "replace") if isinstance(data, bytes) else str(data)
@@ -221,8 +241,15 @@ class RedisEpochs(_ChannelEpochs):
         import redis
 
         super().__init__(reconnect_seconds)
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
         self._client: Any = redis.Redis.from_url(
-            redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+            redis_url,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=1,
+            retry=Retry(NoBackoff(), 0),
         )
         self._start()
 
@@ -267,7 +294,15 @@ class PostgresEpochs(_ChannelEpochs):
     def _connect(self) -> Any:
         import psycopg
 
-        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=3)
+        return psycopg.connect(
+            self._conninfo,
+            autocommit=True,
+            connect_timeout=3,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=1,
+            keepalives_count=3,
+        )
 
     def _publish(self, message: str) -> None:
         with self._publish_lock:

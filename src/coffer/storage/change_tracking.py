@@ -7,7 +7,8 @@ connection and reported once the connection goes back to the pool, that is after
 transaction committed. A rolled-back transaction reports nothing. A statement marked with
 the execution option ``CACHE_NEUTRAL`` (a session's idle clock) is not counted.
 
-Writes made outside SQLAlchemy Core (raw driver statements) are not seen: only the audit
+A write in SQL text (``text()``, ``exec_driver_sql``) counts as a write to every table.
+Writes on the driver's own cursor (``storage.raw_statements``) are not seen: only the audit
 log, which no cache reads, is written that way.
 """
 
@@ -52,7 +53,14 @@ _PENDING = "coffer_changed_families"
 _COMMITTED = "coffer_committed_families"
 
 
+_DML = ("insert", "update", "delete", "replace")
+
+
 def _families_of(statement: Any) -> frozenset[CacheFamily]:
+    if isinstance(statement, sa.TextClause | str):
+        # SQL text names its tables only in words: assume the worst for a write.
+        text = statement.text if isinstance(statement, sa.TextClause) else statement
+        return frozenset(FAMILIES) if text.lstrip().lower().startswith(_DML) else frozenset()
     if not isinstance(statement, sa.Insert | sa.Update | sa.Delete):
         return frozenset()
     if statement.get_execution_options().get(CACHE_NEUTRAL):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,14 +40,14 @@ WRITER_TURN = "coffer_writer_turn"
 
 
 class WriterTurn:
-    """One writer at a time across every process using a SQLite file, queued by the kernel.
+    """One writer at a time across every process using a SQLite file.
 
     SQLite lets a second writer wait in its busy handler, which sleeps and polls (1, 2, 5,
     10 ... 100 ms); with several processes (server workers) writing all the time, those
     sleeps become the tail latency. A writer first takes an exclusive ``flock`` on
-    ``<database>-writer.lock``, which wakes the next process the moment the lock is given
-    back. Taken before ``BEGIN IMMEDIATE``, given back when the connection returns to the
-    pool (after its COMMIT or ROLLBACK). Within a process the one pooled connection already
+    ``<database>-writer.lock``, polling every 0.5 to 5 ms for at most the busy timeout.
+    Taken before ``BEGIN IMMEDIATE``, given back when the connection returns to the pool
+    (after its COMMIT or ROLLBACK). Within a process the one pooled connection already
     serialises writers. The busy handler stays as a safety net for other programs.
     """
 
@@ -55,11 +56,25 @@ class WriterTurn:
         self._fd: int | None = None
 
     def take(self) -> None:
-        """Waits for the turn (no-op when this process holds it)."""
-        if self._fd is None:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._fd = fd
+        """Waits for the turn (no-op when this process holds it); raises
+        sqlite3.OperationalError ("database is locked", a 503 for a request) when another
+        writer keeps it longer than SQLite's own busy timeout."""
+        if self._fd is not None:
+            return
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise sqlite3.OperationalError("database is locked") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+        self._fd = fd
 
     def give_back(self) -> None:
         """Lets the next writer go (no-op when not held); closing the file releases it."""
