@@ -17,6 +17,8 @@ from coffer.domain.errors import ConfigError
 from coffer.domain.root_keys import RootKeyRecord
 from coffer.services.container import Services
 
+_log = logging.getLogger("coffer.server")
+
 
 def serve(services: Services, settings: Settings) -> None:
     """Serves the API until interrupted; HTTPS when the settings name a certificate and key.
@@ -27,6 +29,14 @@ def serve(services: Services, settings: Settings) -> None:
         _run(app_of(services, settings), settings)
         return
     services.close()
+    if settings.redis_url is None:
+        _log.warning(
+            "COFFER_WORKERS=%d without COFFER_REDIS_URL: each worker counts rate limits and "
+            "login failures alone (a client may get %d times a limit); set COFFER_REDIS_URL "
+            "to share them",
+            settings.workers,
+            settings.workers,
+        )
     os.environ["COFFER_DIR"] = str(settings.directory)  # the workers' settings, as --dir gave
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coffer-metrics-")

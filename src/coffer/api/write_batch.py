@@ -49,10 +49,12 @@ class WriteBatcher:
                         self._secrets.set_many, [write for write, _ in batch]
                     )
                 except Exception as error:  # noqa: BLE001 - handed to every waiting request
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(error)
+                    _fail(batch, error)
                     continue
+                except asyncio.CancelledError:  # shutting down: nobody waits for ever
+                    _fail([*batch, *self._pending], asyncio.CancelledError())
+                    self._pending = []
+                    raise
                 for (_, done), outcome in zip(batch, outcomes, strict=True):
                     if done.done():
                         continue
@@ -62,3 +64,11 @@ class WriteBatcher:
                         done.set_result(outcome)
         finally:
             self._draining = None
+
+
+def _fail(
+    batch: list[tuple[SecretWrite, asyncio.Future[WriteResult]]], error: BaseException
+) -> None:
+    for _, done in batch:
+        if not done.done():
+            done.set_exception(error)

@@ -62,8 +62,21 @@ class AuditBatcher:
         if not batch:
             self._writing = False
             return
-        written = loop.run_in_executor(self._executor, self._write, [row for row, _ in batch])
+        try:
+            written = loop.run_in_executor(self._executor, self._write, [row for row, _ in batch])
+        except RuntimeError as closed:  # the executor was shut down: nothing is written
+            self._fail([*batch, *self._pending], closed)
+            self._pending, self._writing = [], False
+            return
         written.add_done_callback(lambda result: self._release(loop, batch, result))
+
+    @staticmethod
+    def _fail(
+        batch: list[tuple[dict[str, Any], asyncio.Future[None]]], error: BaseException
+    ) -> None:
+        for _row, done in batch:
+            if not done.done():
+                done.set_exception(error)
 
     def _release(
         self,
@@ -71,7 +84,9 @@ class AuditBatcher:
         batch: list[tuple[dict[str, Any], asyncio.Future[None]]],
         result: asyncio.Future[None],
     ) -> None:
-        error = result.exception()
+        error: BaseException | None = (
+            asyncio.CancelledError() if result.cancelled() else result.exception()
+        )
         for _row, done in batch:
             if done.done():
                 continue
