@@ -66,7 +66,7 @@ def checkpoint_from_row(row: tuple[object, ...]) -> Checkpoint:
     )
 
 
-BATCH_PAUSE_SECONDS = 0.002
+BATCH_PAUSE_SECONDS = 0.001
 
 
 class AuditSealer:
@@ -78,7 +78,7 @@ class AuditSealer:
         keys: AuditKeys,
         policy: CheckpointPolicy | None = None,
         *,
-        batch: int = 500,
+        batch: int = 1000,
     ) -> None:
         self._engine = engine
         self._keys = keys

@@ -63,7 +63,7 @@ class WriterTurn:
             return
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        pause = 0.0005
+        pause = 0.00005
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,7 +73,7 @@ class WriterTurn:
                     os.close(fd)
                     raise sqlite3.OperationalError("database is locked") from None
                 time.sleep(pause)
-                pause = min(pause * 2, 0.005)
+                pause = min(pause * 2, 0.0005)
         self._fd = fd
 
     def give_back(self) -> None:
