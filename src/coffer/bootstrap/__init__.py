@@ -8,13 +8,13 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import make_url
 from sqlalchemy.engine import Engine
 
 from coffer import __version__
 from coffer.audit.outbound import parse_allow_list
 from coffer.audit.sealer import AuditSealer, CheckpointPolicy
 from coffer.audit.writer import AuditWriter
+from coffer.bootstrap.sqlite_files import create_private_sqlite_file, sqlite_file
 from coffer.config import Settings
 from coffer.crypto.audit_keys import AuditKeys
 from coffer.crypto.keys import KeyEncryptionKey, RootKey, load_root_key, write_root_key_file
@@ -198,7 +198,7 @@ def node_epochs(settings: Settings, engine: Engine) -> Epochs:
     change ``engine`` makes to the tables caches are built from, here and on other nodes."""
     epochs = epochs_for(
         cache_seconds=settings.cache_seconds,
-        sqlite_file=_sqlite_file(settings.database_url) if settings.is_sqlite else None,
+        sqlite_file=sqlite_file(settings.database_url) if settings.is_sqlite else None,
         postgres_conninfo=None if settings.is_sqlite else libpq_url(engine),
         redis_url=settings.redis_url,
     )
@@ -335,9 +335,9 @@ def initialise_vault(
         address = normalize_email(owner_email)
         password = validate_password(owner_password)
         owner = OwnerAccount(email=address, password_hash=password_hasher(settings).hash(password))
-    sqlite_file = _sqlite_file(settings.database_url) if settings.is_sqlite else None
+    database_file = sqlite_file(settings.database_url) if settings.is_sqlite else None
     created_dir = None
-    if sqlite_file is not None and sqlite_file.parent == settings.directory:
+    if database_file is not None and database_file.parent == settings.directory:
         if not settings.directory.exists():
             created_dir = settings.directory
         settings.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -352,8 +352,8 @@ def initialise_vault(
         )
         engine = create_engine(settings.database_url)
         try:
-            if sqlite_file is not None:
-                _create_private_sqlite_file(settings.database_url)
+            if database_file is not None:
+                create_private_sqlite_file(settings.database_url)
             check_connection(engine)
             if new_key_file:
                 write_root_key_file(settings.root_key_file, RootKey.generate())
@@ -381,23 +381,10 @@ def _undo_partial_init(created_dir: Path | None, new_key_file: Path | None) -> N
         created_dir.rmdir()
 
 
-def _create_private_sqlite_file(database_url: str) -> None:
-    """Creates the SQLite file with mode 0600 before SQLite does (its -wal and -shm files
-    inherit the mode), so the database is never readable by other users."""
-    path = _sqlite_file(database_url)
-    if path is not None and path.parent.is_dir() and not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-
-
-def _sqlite_file(database_url: str) -> Path | None:
-    database = make_url(database_url).database
-    return Path(database) if database and database != ":memory:" else None
-
-
 def vault_exists(settings: Settings) -> bool:
     """True when the settings' database holds an initialised vault (False if unreachable
     SQLite file does not exist yet)."""
-    path = _sqlite_file(settings.database_url) if settings.is_sqlite else None
+    path = sqlite_file(settings.database_url) if settings.is_sqlite else None
     if path is not None and not path.exists():
         return False
     engine = create_engine(settings.database_url)

@@ -12,7 +12,8 @@ from typing import BinaryIO
 
 from sqlalchemy.engine import Engine
 
-from coffer.bootstrap import _create_private_sqlite_file, _sqlite_file, node_epochs, vault_exists
+from coffer.bootstrap import node_epochs, vault_exists
+from coffer.bootstrap.sqlite_files import create_private_sqlite_file, sqlite_file
 from coffer.config import Settings
 from coffer.crypto.backup_archive import read_header
 from coffer.crypto.keys import load_root_key, write_root_key_file
@@ -196,7 +197,7 @@ def _open_source(source: Path) -> Iterator[BinaryIO]:
 def _restore_sqlite(
     settings: Settings, handle: BinaryIO, providers: RootProviders
 ) -> BackupSummary:
-    final = _sqlite_file(settings.database_url)
+    final = sqlite_file(settings.database_url)
     if final is None:
         raise ConfigError("restore needs a SQLite file or a PostgreSQL database")
     if vault_exists(settings):
@@ -209,7 +210,7 @@ def _restore_sqlite(
         ) from None
     work = final.with_name(final.name + ".restoring")
     _remove_sqlite_files(work)
-    _create_private_sqlite_file(f"sqlite:///{work}")
+    create_private_sqlite_file(f"sqlite:///{work}")
     engine = create_engine(f"sqlite:///{work}")
     complete = False
     try:

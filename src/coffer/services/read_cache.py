@@ -1,9 +1,10 @@
 """Bounded caches whose entries die with their family's epoch or their age.
 
-Used by the hot read path for a token's identity and grants and for a secret's current
-ciphertext (never a plaintext value). An entry is served only while the node is fresh
-(``Epochs.fresh``), its family's epoch is the one read before its data was fetched, and it is
-younger than ``max_age`` seconds (``COFFER_CACHE_SECONDS``).
+Used for a token's holder (identity, role, grants; by every bearer-token request) and for a
+secret's current ciphertext (by the hot read path; never a plaintext value). An entry is
+served only while the node is fresh (``Epochs.fresh``), its family's epoch is the one read
+before its data was fetched, and it is younger than ``max_age`` seconds
+(``COFFER_CACHE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -73,8 +74,3 @@ class EpochCache(Generic[K, V]):
             if len(self._entries) >= self._max_entries:
                 self._entries.pop(next(iter(self._entries)))
             self._entries[key] = (value, stamp.epoch, stamp.at)
-
-    def clear(self) -> None:
-        """Forgets every entry."""
-        with self._lock:
-            self._entries.clear()

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from coffer.storage.database import dialect_insert
 from coffer.storage.json_text import json_text
 from coffer.storage.tables import (
     audit_checkpoints,
@@ -308,7 +308,7 @@ def set_cursor(
 def start_cursor(conn: sa.Connection, name: str, position: int, now: float) -> None:
     """Starts consumer ``name`` at ``position`` unless it has a cursor already, including one
     that a concurrent transaction (another node starting) is inserting: the first one stays."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(conn)
     conn.execute(
         insert(audit_cursors)
         .values(name=name, position=position, updated_at=now, last_error=None)

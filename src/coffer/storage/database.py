@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from coffer.domain.errors import ConfigError
@@ -168,6 +169,12 @@ def create_engine(database_url: str) -> Engine:
     return sa.create_engine(
         url, pool_size=16, max_overflow=16, pool_recycle=1800, connect_args=connect_args
     )
+
+
+def dialect_insert(conn: sa.Connection) -> Any:
+    """The connection's dialect's ``insert`` (it offers ``on_conflict_do_nothing`` on both
+    SQLite and PostgreSQL)."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def libpq_url(engine: Engine) -> str:

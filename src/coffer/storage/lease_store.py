@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from coffer.storage.database import dialect_insert
 from coffer.storage.tables import job_leases
 
 
@@ -49,7 +48,7 @@ def acquire(conn: sa.Connection, name: str, holder: str, now: float, seconds: fl
     if not holder:
         raise ValueError("a lease needs a holder")
     # A placeholder that has always run out, so the one UPDATE below decides every case.
-    placeholder = _dialect_insert(conn)(job_leases).values(
+    placeholder = dialect_insert(conn)(job_leases).values(
         name=name, holder="", acquired_at=now, expires_at=0.0
     )
     conn.execute(placeholder.on_conflict_do_nothing(index_elements=["name"]))
@@ -93,9 +92,3 @@ def holders(conn: sa.Connection) -> list[LeaseRow]:
         LeaseRow(str(name), str(holder), float(acquired_at), float(expires_at))
         for name, holder, acquired_at, expires_at in rows
     ]
-
-
-def _dialect_insert(conn: sa.Connection) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from coffer.domain.models import Environment, Project, SecretInfo, SecretVersionInfo
 from coffer.domain.read_limits import NO_LIMITS, LimitState
+from coffer.storage.database import dialect_insert
 from coffer.storage.ids import new_id
 from coffer.storage.read_limits import (
     LIMIT_WIDTH,
@@ -179,7 +179,7 @@ def ensure_secret(conn: sa.Connection, *, environment_id: str, key: str, now: fl
     existing = find_secret(conn, environment_id, key, for_update=True)
     if existing is not None:
         return existing
-    insert = _dialect_insert(conn)(secrets).values(
+    insert = dialect_insert(conn)(secrets).values(
         id=new_id(),
         environment_id=environment_id,
         key=key,
@@ -191,12 +191,6 @@ def ensure_secret(conn: sa.Connection, *, environment_id: str, key: str, now: fl
     row = find_secret(conn, environment_id, key, for_update=True)
     assert row is not None
     return row
-
-
-def _dialect_insert(conn: sa.Connection) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert
 
 
 def insert_version(
