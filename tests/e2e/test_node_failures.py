@@ -434,7 +434,7 @@ def test_without_redis_limits_hold_per_node_and_revocations_still_reach_every_no
             for node in (a, b):
                 assert (
                     "cache invalidation channel lost (ConnectionError): caches bypassed until "
-                    "Redis is back" in node.log_text()
+                    "it is back" in node.log_text()
                 ), node.log_text()
     finally:
         redis.kill()
