@@ -15,6 +15,8 @@ from coffer.domain.errors import CofferError, Contention, InvalidInput, NotFound
 from coffer.domain.events import Event
 from coffer.domain.models import (
     CallContext,
+    Environment,
+    Project,
     RevealedSecret,
     SecretInfo,
     SecretVersionInfo,
@@ -131,17 +133,33 @@ class SecretService:
 
     @retry_on_conflict
     def _write_batch(self, writes: Sequence[SecretWrite]) -> list[WriteResult | CofferError]:
+        scopes: dict[tuple[str, str, str], tuple[Project, Environment] | CofferError] = {}
         with self._engine.begin() as conn:
-            return [self._write_in_savepoint(conn, write) for write in writes]
+            return [self._write_in_savepoint(conn, write, scopes) for write in writes]
 
     def _write_in_savepoint(
-        self, conn: sa.Connection, write: SecretWrite
+        self,
+        conn: sa.Connection,
+        write: SecretWrite,
+        scopes: dict[tuple[str, str, str], tuple[Project, Environment] | CofferError],
     ) -> WriteResult | CofferError:
         """One write of a batch; its own refusal rolls back only its savepoint. A database
-        error other than a refusal (a deadlock, a lost connection) ends the whole batch."""
+        error other than a refusal (a deadlock, a lost connection) ends the whole batch.
+        ``scopes`` remembers the project and environment lookups of this transaction (the
+        writes of a batch mostly share them)."""
+        where = (write.ctx.actor.org_id, write.project, write.environment)
+        scope = scopes.get(where)
+        if scope is None:
+            try:
+                scope = require_scope(conn, write.ctx.actor, write.project, write.environment)
+            except CofferError as error:
+                scope = error
+            scopes[where] = scope
+        if isinstance(scope, CofferError):
+            return scope
+        found, env = scope
         savepoint = conn.begin_nested()
         try:
-            found, env = require_scope(conn, write.ctx.actor, write.project, write.environment)
             result = self._ops.write(
                 conn, write.ctx, found, env, write.key, write.value, comment=write.comment
             )
