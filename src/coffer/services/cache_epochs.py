@@ -31,6 +31,7 @@ import secrets
 import struct
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -131,7 +132,7 @@ class FileEpochs:
         self._map.close()
 
 
-class _ChannelEpochs:
+class _ChannelEpochs(ABC):
     """Epochs in this process, kept in step with other nodes over a broadcast channel.
 
     Subclasses say how to ``_publish`` a message and how to ``_subscribe`` (a generator
@@ -182,11 +183,14 @@ class _ChannelEpochs:
         self._stop.set()
         self._fresh.clear()
 
+    @abstractmethod
     def _publish(self, message: str) -> None:
-        raise NotImplementedError
+        """Sends ``message`` to every node on the channel; raises when it cannot."""
 
+    @abstractmethod
     def _subscribe(self) -> Iterator[object]:
-        raise NotImplementedError
+        """Subscribes, yields once subscribed, then yields each message received (None
+        when a wait ended with none); raises when the channel is lost."""
 
     def _move(self, families: frozenset[CacheFamily] | tuple[CacheFamily, ...]) -> None:
         for family in families:
@@ -306,15 +310,16 @@ class PostgresEpochs(_ChannelEpochs):
 
     def _publish(self, message: str) -> None:
         with self._publish_lock:
+            sent = False
             try:
                 if self._publisher is None or self._publisher.closed:
                     self._publisher = self._connect()
                 self._publisher.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, message))
-            except Exception:
-                if self._publisher is not None:
-                    self._publisher.close()
-                self._publisher = None
-                raise
+                sent = True
+            finally:
+                if not sent and self._publisher is not None:
+                    self._publisher.close()  # a broken connection: the next call reconnects
+                    self._publisher = None
 
     def _subscribe(self) -> Iterator[object]:
         listener = self._connect()
