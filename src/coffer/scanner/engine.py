@@ -1,0 +1,265 @@
+"""The matching engine: a multi-pattern pre-filter, then ``re`` on the candidate rules only.
+
+Hyperscan (Vectorscan's API) compiles every rule's regex in pre-filter mode into one database
+and scans a buffer once, reporting which rules *may* match; Python's ``re`` then finds and
+locates the matches of those rules alone. Most buffers hold no secret, so most of the work is
+Hyperscan's single pass. Where Hyperscan is not installed, a single regex of every rule's
+keywords plays the pre-filter's part (slower, same results).
+
+The compiled database is cached on disk (``$XDG_CACHE_HOME/coffer``), keyed by the rules'
+content, so a pre-commit hook does not pay for compilation on every commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coffer.domain.errors import InvalidInput
+from coffer.scanner.checksums import VERIFIERS
+from coffer.scanner.filters import reject_reason
+from coffer.scanner.findings import Finding
+from coffer.scanner.rules import Rule, RuleSet
+
+try:  # pragma: no cover - exercised by which platform runs the tests
+    import hyperscan
+except ImportError:  # pragma: no cover
+    hyperscan = None  # type: ignore[assignment]
+
+INLINE_IGNORE = b"coffer:ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    rule: Rule
+    start: int
+    end: int
+    secret: str
+    verified: bool
+
+
+class Engine:
+    """Scans buffers with a ``RuleSet``. Safe to pickle (worker processes rebuild it cheaply).
+
+    Raises ``InvalidInput`` naming the rule when a rule's regex cannot be compiled by the
+    pre-filter.
+    """
+
+    def __init__(self, rules: RuleSet, *, cache_dir: Path | None = None) -> None:
+        self.rules = rules
+        self._patterns = [rule.compiled() for rule in rules.rules]
+        self._cache_dir = cache_dir
+        self._serialized: bytes | None = None
+        self._database: Any = None
+        self._keywords: re.Pattern[bytes] | None = None
+        self._keyword_rules: dict[bytes, list[int]] = {}
+        if hyperscan is not None:
+            self._serialized = _load_or_compile(rules, cache_dir)
+            self._database = _load(self._serialized)
+        else:
+            self._build_keyword_filter()
+
+    @property
+    def prefilter(self) -> str:
+        """``"hyperscan"`` or ``"keywords"``: which pre-filter this engine runs."""
+        return "hyperscan" if self._database is not None else "keywords"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"rules": self.rules, "serialized": self._serialized}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.rules = state["rules"]
+        self._patterns = [rule.compiled() for rule in self.rules.rules]
+        self._cache_dir = None
+        self._serialized = state["serialized"]
+        self._database = None
+        self._keywords = None
+        self._keyword_rules = {}
+        if self._serialized is not None and hyperscan is not None:
+            self._database = _load(self._serialized)
+        else:
+            self._build_keyword_filter()
+
+    def candidate_rules(self, data: bytes) -> list[int]:
+        """Returns the indexes of the rules that may match ``data``, in rule order."""
+        if self._database is not None:
+            hits: set[int] = set()
+
+            def on_match(rule_index: int, _start: int, _end: int, _flags: int, _ctx: Any) -> None:
+                hits.add(rule_index)
+
+            self._database.scan(data, match_event_handler=on_match)
+            return sorted(hits)
+        assert self._keywords is not None
+        found: set[int] = set()
+        for keyword in set(self._keywords.findall(data.lower())):
+            found.update(self._keyword_rules[keyword])
+        return sorted(found)
+
+    def scan(self, data: bytes, path: str) -> list[Finding]:
+        """Returns the findings in ``data`` (the content of ``path``), in order of position.
+
+        Matches on a line holding ``coffer:ignore`` are skipped; where a provider rule and a
+        generic rule match the same text, only the provider rule's finding is kept.
+        """
+        candidates: list[_Candidate] = []
+        for index in self.candidate_rules(data):
+            candidates.extend(
+                self._confirm(self.rules.rules[index], self._patterns[index], data, path)
+            )
+        if not candidates:
+            return []
+        return list(_locate(_deduplicate(candidates), data, path))
+
+    def _confirm(
+        self, rule: Rule, pattern: re.Pattern[bytes], data: bytes, path: str
+    ) -> Iterator[_Candidate]:
+        group = rule.secret_group
+        verify = VERIFIERS.get(rule.checksum) if rule.checksum else None
+        for match in pattern.finditer(data):
+            raw = match.group(group)
+            if not raw:
+                continue
+            secret = raw.decode("utf-8", "replace")
+            if reject_reason(rule, secret, path) is not None:
+                continue
+            verified = False
+            if verify is not None:
+                if not verify(secret):
+                    continue
+                verified = True
+            yield _Candidate(rule, match.start(group), match.end(group), secret, verified)
+
+    def _build_keyword_filter(self) -> None:
+        keyword_rules: dict[bytes, list[int]] = {}
+        for index, rule in enumerate(self.rules.rules):
+            for keyword in rule.keywords:
+                keyword_rules.setdefault(keyword.encode("utf-8"), []).append(index)
+        ordered = sorted(keyword_rules, key=len, reverse=True)
+        self._keywords = re.compile(b"|".join(re.escape(k) for k in ordered))
+        self._keyword_rules = keyword_rules
+
+
+def _deduplicate(candidates: list[_Candidate]) -> list[_Candidate]:
+    """Keeps one candidate per overlapping span, preferring provider rules to generic ones,
+    then the rule listed first, then the longer secret."""
+    order = {id(c.rule): i for i, c in enumerate(candidates)}
+    ranked = sorted(
+        candidates, key=lambda c: (c.rule.generic, order[id(c.rule)], -(c.end - c.start))
+    )
+    kept: list[_Candidate] = []
+    for candidate in ranked:
+        if any(candidate.start < other.end and other.start < candidate.end for other in kept):
+            continue
+        kept.append(candidate)
+    kept.sort(key=lambda c: c.start)
+    return kept
+
+
+def _locate(candidates: Iterable[_Candidate], data: bytes, path: str) -> Iterator[Finding]:
+    line = 1
+    position = 0
+    for candidate in candidates:
+        line += data.count(b"\n", position, candidate.start)
+        position = candidate.start
+        line_start = data.rfind(b"\n", 0, candidate.start) + 1
+        line_end = data.find(b"\n", candidate.start)
+        text = data[line_start : line_end if line_end != -1 else len(data)]
+        if INLINE_IGNORE in text:
+            continue
+        column = len(data[line_start : candidate.start].decode("utf-8", "replace")) + 1
+        yield Finding(
+            rule_id=candidate.rule.id,
+            title=candidate.rule.title,
+            kind=candidate.rule.kind,
+            severity=candidate.rule.severity,
+            path=path,
+            line=line,
+            column=column,
+            end_column=column + len(candidate.secret),
+            secret=candidate.secret,
+            verified=candidate.verified,
+        )
+
+
+def _load_or_compile(rules: RuleSet, cache_dir: Path | None) -> bytes:
+    key = _cache_key(rules)
+    folder = cache_dir if cache_dir is not None else _default_cache_dir()
+    cached = folder / f"scanner-{key}.hsdb" if folder is not None else None
+    if cached is not None and cached.is_file():
+        try:
+            data = cached.read_bytes()
+            _load(data)
+            return data
+        except (OSError, hyperscan.error):
+            pass  # a damaged or foreign cache file is rebuilt below
+    serialized: bytes = hyperscan.dumpb(_compile(rules))
+    if cached is not None:
+        _write_cache(cached, serialized)
+    return serialized
+
+
+def _load(serialized: bytes) -> Any:
+    """Returns a scannable database from ``dumpb`` bytes (a loaded database needs its own
+    scratch space)."""
+    database = hyperscan.loadb(serialized, hyperscan.HS_MODE_BLOCK)
+    database.scratch = hyperscan.Scratch(database)
+    return database
+
+
+def _compile(rules: RuleSet) -> Any:
+    flags = (
+        hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_ALLOWEMPTY
+    )
+    expressions = [rule.regex.encode("utf-8") for rule in rules.rules]
+    database = hyperscan.Database()
+    try:
+        database.compile(
+            expressions=expressions,
+            ids=list(range(len(expressions))),
+            elements=len(expressions),
+            flags=[flags] * len(expressions),
+        )
+    except hyperscan.error:
+        for rule in rules.rules:
+            _compile_one(rule, flags)
+        raise
+    return database
+
+
+def _compile_one(rule: Rule, flags: int) -> None:
+    try:
+        hyperscan.Database().compile(expressions=[rule.regex.encode("utf-8")], flags=[flags])
+    except hyperscan.error as exc:
+        raise InvalidInput(
+            f"{rule.source}: rule {rule.id!r}: the regex is not supported by the pre-filter "
+            f"({exc}); avoid look-arounds and back-references",
+            field="rule.regex",
+        ) from exc
+
+
+def _cache_key(rules: RuleSet) -> str:
+    digest = hashlib.sha256(getattr(hyperscan, "__version__", "").encode())
+    for rule in rules.rules:
+        digest.update(rule.regex.encode("utf-8") + b"\x00")
+    return digest.hexdigest()[:32]
+
+
+def _default_cache_dir() -> Path | None:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "coffer"
+
+
+def _write_cache(target: Path, data: bytes) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_bytes(data)
+        temporary.replace(target)
+    except OSError:
+        pass  # a cache is an optimisation: an unwritable cache directory only costs time
