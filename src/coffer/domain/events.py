@@ -27,6 +27,7 @@ class Event(StrEnum):
     SECRET_PRUNED = "secret.pruned"
     SECRET_SEALED = "secret.sealed"
     SECRET_LIMITS_CHANGED = "secret.limits_changed"
+    SECRET_EXPOSED = "secret.exposed"  # a scan found a stored value outside the vault
     KEY_ROTATED = "key.rotated"
     ROOT_KEY_ROTATED = "key.root_rotated"
     BACKUP_CREATED = "backup.created"

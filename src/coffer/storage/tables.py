@@ -391,3 +391,21 @@ job_leases = sa.Table(
     sa.Column("acquired_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
 )
+
+# A stored secret's version found outside the vault by a scan (``coffer scan --match-vault``):
+# where, by which rule, reported by whom. Never the value or any fingerprint of it. A row
+# stays when a new version is written (the rotation report then says the exposure is
+# resolved); it goes with the secret. One row per version and place.
+secret_exposures = sa.Table(
+    "secret_exposures",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("secret_id", sa.String(26), _fk("secrets.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("detected_at", sa.Float, nullable=False),
+    sa.Column("rule_id", sa.String(128), nullable=False),
+    sa.Column("location", sa.String(1024), nullable=False),
+    sa.Column("reported_by", sa.String(26), nullable=True),
+    sa.Column("reported_by_kind", sa.String(16), nullable=False),
+    sa.UniqueConstraint("secret_id", "version", "location"),
+)
