@@ -15,7 +15,6 @@ from coffer.scanner.project_config import (
     DEFAULT_MAX_FILE_BYTES,
     ProjectConfig,
     baseline_path,
-    format_size,
     load_project_config,
     parse_project_config,
     parse_size,
@@ -184,15 +183,6 @@ def test_a_bad_size_names_its_field(value: object) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_size(value, field="--max-file-size")
     assert caught.value.field == "--max-file-size"
-
-
-def test_sizes_print_in_the_units_they_are_written_in() -> None:
-    """format_size reads back what parse_size takes, so a skip note says "larger than 10 MB"."""
-    assert format_size(10 * 1024**2) == "10 MB"
-    assert format_size(1536 * 1024) == "1.5 MB"
-    assert format_size(512 * 1024) == "512 KB"
-    assert format_size(300) == "300 B"
-    assert format_size(3 * 1024**3) == "3 GB"
 
 
 def test_allowed_paths_follow_gitignore_rules() -> None:

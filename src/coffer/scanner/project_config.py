@@ -181,16 +181,6 @@ def parse_size(value: object, *, field: str) -> int:
     return int(amount)
 
 
-def format_size(size: int) -> str:
-    """Returns ``size`` bytes as people read it, in the units ``parse_size`` takes (``"10 MB"``,
-    ``"512 KB"``, ``"1.5 MB"``, ``"300 B"``)."""
-    for unit in ("GB", "MB", "KB"):
-        scale = _UNITS[unit]
-        if size >= scale:
-            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{size} B"
-
-
 def _section(document: dict[str, Any], name: str, source: str) -> dict[str, Any]:
     table = document.get(name, {})
     if not isinstance(table, dict):
