@@ -6,6 +6,10 @@ locates the matches of those rules alone. Most buffers hold no secret, so most o
 Hyperscan's single pass. Where Hyperscan is not installed, a single regex of every rule's
 keywords plays the pre-filter's part (slower, same results).
 
+In a large buffer, a rule whose matches cannot span lines is confirmed only on the lines where
+one of its keywords occurs (found case-blind in one lower-cased copy of the buffer): ``re`` with
+``(?i)`` is slow per byte, and those lines are a small part of most files.
+
 The compiled database is cached on disk (``$XDG_CACHE_HOME/coffer``), keyed by the rules'
 content, so a pre-commit hook does not pay for compilation on every commit.
 """
@@ -24,6 +28,7 @@ from coffer.domain.errors import InvalidInput
 from coffer.scanner.checksums import VERIFIERS
 from coffer.scanner.filters import reject_reason
 from coffer.scanner.findings import Finding
+from coffer.scanner.regex_shape import can_match_newline
 from coffer.scanner.rules import Rule, RuleSet
 
 try:  # pragma: no cover - exercised by which platform runs the tests
@@ -32,6 +37,8 @@ except ImportError:  # pragma: no cover
     hyperscan = None  # type: ignore[assignment]
 
 INLINE_IGNORE = b"coffer:ignore"
+# Below this size a candidate rule runs over the whole buffer; above it, over keyword lines.
+WINDOWED_FROM_BYTES = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +59,7 @@ class Engine:
 
     def __init__(self, rules: RuleSet, *, cache_dir: Path | None = None) -> None:
         self.rules = rules
-        self._patterns = [rule.compiled() for rule in rules.rules]
+        self._compile_confirmers()
         self._cache_dir = cache_dir
         self._serialized: bytes | None = None
         self._database: Any = None
@@ -74,7 +81,7 @@ class Engine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.rules = state["rules"]
-        self._patterns = [rule.compiled() for rule in self.rules.rules]
+        self._compile_confirmers()
         self._cache_dir = None
         self._serialized = state["serialized"]
         self._database = None
@@ -101,6 +108,15 @@ class Engine:
             found.update(self._keyword_rules[keyword])
         return sorted(found)
 
+    def _compile_confirmers(self) -> None:
+        rules = self.rules.rules
+        self._patterns = [rule.compiled() for rule in rules]
+        self._single_line = [not can_match_newline(rule.regex) for rule in rules]
+        self._keyword_finders = [
+            re.compile(b"|".join(re.escape(k.encode("utf-8")) for k in rule.keywords))
+            for rule in rules
+        ]
+
     def scan(self, data: bytes, path: str) -> list[Finding]:
         """Returns the findings in ``data`` (the content of ``path``), in order of position.
 
@@ -108,20 +124,26 @@ class Engine:
         generic rule match the same text, only the provider rule's finding is kept.
         """
         candidates: list[_Candidate] = []
+        lowered: bytes | None = None
+        whole = [(0, len(data))]
         for index in self.candidate_rules(data):
-            candidates.extend(
-                self._confirm(self.rules.rules[index], self._patterns[index], data, path)
-            )
+            rule, pattern = self.rules.rules[index], self._patterns[index]
+            windows = whole
+            if self._single_line[index] and len(data) >= WINDOWED_FROM_BYTES:
+                lowered = data.lower() if lowered is None else lowered
+                windows = _keyword_lines(self._keyword_finders[index], lowered)
+            for start, end in windows:
+                candidates.extend(self._confirm(rule, pattern, data, path, start, end))
         if not candidates:
             return []
         return list(_locate(_deduplicate(candidates), data, path))
 
     def _confirm(
-        self, rule: Rule, pattern: re.Pattern[bytes], data: bytes, path: str
+        self, rule: Rule, pattern: re.Pattern[bytes], data: bytes, path: str, start: int, end: int
     ) -> Iterator[_Candidate]:
         group = rule.secret_group
         verify = VERIFIERS.get(rule.checksum) if rule.checksum else None
-        for match in pattern.finditer(data):
+        for match in pattern.finditer(data, start, end):
             raw = match.group(group)
             if not raw:
                 continue
@@ -143,6 +165,27 @@ class Engine:
         ordered = sorted(keyword_rules, key=len, reverse=True)
         self._keywords = re.compile(b"|".join(re.escape(k) for k in ordered))
         self._keyword_rules = keyword_rules
+
+
+def _keyword_lines(finder: re.Pattern[bytes], lowered: bytes) -> list[tuple[int, int]]:
+    """Returns the (start, end) of each line of ``lowered`` holding a keyword, in order, once.
+
+    ``re`` sees the real neighbours of a window (``\b`` looks past its start), and a window
+    ends where its line does, so a match found in a window is the one a whole-buffer search
+    finds.
+    """
+    windows: list[tuple[int, int]] = []
+    line_end = -1
+    for hit in finder.finditer(lowered):
+        position = hit.start()
+        if position < line_end:
+            continue
+        line_start = lowered.rfind(b"\n", 0, position) + 1
+        line_end = lowered.find(b"\n", position)
+        if line_end == -1:
+            line_end = len(lowered)
+        windows.append((line_start, line_end))
+    return windows
 
 
 def _deduplicate(candidates: list[_Candidate]) -> list[_Candidate]:
@@ -238,7 +281,7 @@ def _compile_one(rule: Rule, flags: int) -> None:
     except hyperscan.error as exc:
         raise InvalidInput(
             f"{rule.source}: rule {rule.id!r}: the regex is not supported by the pre-filter "
-            f"({exc}); avoid look-arounds and back-references",
+            f"({exc}); keep bounded repeats small",
             field="rule.regex",
         ) from exc
 

@@ -5,8 +5,10 @@ A rule table holds:
 - ``id`` (required): lowercase words joined by ``-``, unique across all files;
 - ``title`` (required): what the secret is, e.g. ``"AWS access key ID"``;
 - ``kind`` (required): one of ``KINDS``, used to report recall per kind;
-- ``regex`` (required): a Python ``re`` pattern that Hyperscan also compiles (no look-arounds and
-  no back-references); matched against bytes, so ``\\w`` and ``\\s`` are ASCII;
+- ``regex`` (required): a Python ``re`` pattern that Hyperscan also compiles in pre-filter mode
+  (look-arounds are approximated there; bounded repeats stay under a few thousand); matched
+  against bytes, so ``\\w`` and ``\\s`` are ASCII. Prefer ``[ \\t]`` to ``\\s`` where a match
+  stays on one line: single-line rules are confirmed on keyword lines only, which is faster;
 - ``keywords`` (required): lowercase literals, one of which occurs in every match (the pre-filter
   used when Hyperscan is not installed);
 - ``sample`` (required): a template (a regex of literals, classes and counted repeats) from which
