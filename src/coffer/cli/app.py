@@ -12,6 +12,7 @@ from coffer.cli.commands import (
     audit,
     backup,
     ephemeral,
+    guard,
     jobs,
     keys,
     local,
@@ -19,6 +20,7 @@ from coffer.cli.commands import (
     migrate,
     projects,
     run,
+    scan,
     secrets,
     share,
     team,
@@ -89,3 +91,5 @@ app.command("promote")(transfer.promote)
 app.command(
     "run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
 )(run.run)
+app.command("scan")(scan.scan)
+app.add_typer(guard.guard_app, name="guard")

@@ -57,6 +57,14 @@ def run_git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
     return completed.stdout
 
 
+def repository_root(repo: Path) -> Path:
+    """Returns the top of the work tree holding ``repo`` (the git folder of a bare repository);
+    raises ``InvalidInput`` when ``repo`` is not in a git repository."""
+    bare = run_git(repo, "rev-parse", "--is-bare-repository").strip() == b"true"
+    top = run_git(repo, "rev-parse", "--absolute-git-dir" if bare else "--show-toplevel")
+    return Path(top.decode("utf-8", "surrogateescape").rstrip("\n"))
+
+
 def history_listing(
     repo: Path,
     *,

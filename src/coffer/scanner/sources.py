@@ -119,29 +119,51 @@ def stdin_listing(stream: BinaryIO, *, max_file_bytes: int = DEFAULT_MAX_FILE_BY
     return Listing(items=[ScanItem(path=STDIN_PATH, size=len(data), data=data)])
 
 
+def project_root(target: Path) -> Path:
+    """Returns the absolute folder that display paths and the project's settings are relative
+    to: the top of the git work tree holding ``target``, else ``target`` itself when it is a
+    folder, else the folder holding it."""
+    absolute = target.resolve()
+    start = absolute if absolute.is_dir() else absolute.parent
+    return _work_tree_top(start) or start
+
+
+def _work_tree_top(folder: Path) -> Path | None:
+    return next((f for f in (folder, *folder.parents) if (f / ".git").exists()), None)
+
+
 def path_listing(
     target: Path,
     *,
+    root: Path | None = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     skip_path: PathFilter | None = None,
 ) -> Listing:
-    """Returns the files under directory ``target`` that git would not ignore, or ``target``
-    itself when it is a file. Display paths are ``target`` as given joined with the path
-    below it (``src/app.py`` for ``coffer scan src``, ``app.py`` for ``coffer scan .``).
+    """Returns the files under folder ``target`` that git would not ignore, or ``target``
+    itself when it is a file. Display paths are relative to ``root`` (default:
+    ``project_root(target)``), so ``coffer scan .`` inside ``src/`` of a repository names
+    ``src/app.py``; a target outside ``root`` keeps the path as given.
 
     Raises ``InvalidInput`` (field ``path``) when ``target`` does not exist or is neither a
-    file nor a directory. Files for which ``skip_path`` (a path allow-list) is true are left
-    out without a note and without being read.
+    file nor a folder. Files for which ``skip_path`` (a path allow-list) is true are left out
+    without a note and without being read.
     """
-    if target.is_file():
-        display = target.as_posix().removeprefix("./")
-        return _single_file(target, display, max_file_bytes, skip_path)
-    if not target.is_dir():
+    if not target.exists():
         raise InvalidInput(f"{target}: no such file or directory", field="path")
-    prefix = _display_prefix(target)
+    base = root.resolve() if root is not None else project_root(target)
+    absolute = target.resolve()
+    below = (
+        _path_down(base, absolute)
+        if absolute.is_relative_to(base)
+        else target.as_posix().rstrip("/") + "/"
+    )
+    if target.is_file():
+        return _single_file(target, below.rstrip("/"), max_file_bytes, skip_path)
+    if not target.is_dir():
+        raise InvalidInput(f"{target} is neither a file nor a folder", field="path")
     listing = Listing()
-    for entry, rel in _walk(target, _enclosing_ignores(target), listing):
-        display = prefix + rel
+    for entry, rel in _walk(target, _enclosing_ignores(absolute), listing, below):
+        display = below + rel
         if skip_path is not None and skip_path(display):
             continue
         try:
@@ -174,14 +196,6 @@ def _add_file(
         listing.skipped.append(Skipped(display, too_large(max_file_bytes)))
     else:
         listing.items.append(ScanItem(path=display, size=info.st_size, file=file))
-
-
-def _display_prefix(target: Path) -> str:
-    text = target.as_posix()
-    if text in (".", ""):
-        return ""
-    text = text.removeprefix("./")
-    return text if text.endswith("/") else text + "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +238,7 @@ def _enclosing_ignores(root: Path) -> list[_IgnoreFile]:
     ``.gitignore`` files of the folders from the repository's top down to ``root``'s parent
     (``root``'s own ``.gitignore`` is read by the walk)."""
     absolute = root.resolve()
-    top = next(
-        (folder for folder in (absolute, *absolute.parents) if (folder / ".git").exists()), None
-    )
+    top = _work_tree_top(absolute)
     if top is None:
         return []
     ignores: list[_IgnoreFile] = []
@@ -248,10 +260,11 @@ def _path_down(folder: Path, root: Path) -> str:
 
 
 def _walk(
-    root: Path, inherited: list[_IgnoreFile], listing: Listing
+    root: Path, inherited: list[_IgnoreFile], listing: Listing, prefix: str
 ) -> Iterator[tuple[os.DirEntry[str], str]]:
     """Yields ``(entry, path relative to root)`` for every regular file git would not ignore,
-    in sorted order; notes unreadable folders in ``listing.skipped``."""
+    in sorted order; notes unreadable folders (their display path is ``prefix`` + the relative
+    path) in ``listing.skipped``."""
     stack: list[tuple[str, str, list[_IgnoreFile]]] = [(str(root), "", inherited)]
     while stack:
         folder, rel_folder, ignores = stack.pop()
@@ -262,7 +275,8 @@ def _walk(
             with os.scandir(folder) as scan:
                 entries = sorted(scan, key=lambda entry: entry.name)
         except OSError as exc:
-            listing.skipped.append(Skipped(rel_folder or ".", f"unreadable: {exc.strerror or exc}"))
+            note = Skipped((prefix + rel_folder).rstrip("/") or ".", f"unreadable: {exc.strerror}")
+            listing.skipped.append(note)
             continue
         folders: list[tuple[str, str, list[_IgnoreFile]]] = []
         for entry in entries:
