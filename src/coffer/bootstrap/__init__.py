@@ -35,6 +35,7 @@ from coffer.services.cache_epochs import Epochs, epochs_for
 from coffer.services.container import Services
 from coffer.services.ephemeral import EphemeralService
 from coffer.services.ephemeral_rows import EphemeralRows
+from coffer.services.exposures import ExposureService
 from coffer.services.fast_read import FastSecretReader
 from coffer.services.key_rotation import KeyRotationService
 from coffer.services.keyring import Keyring
@@ -46,6 +47,7 @@ from coffer.services.projects import ProjectService
 from coffer.services.pruner import Pruner
 from coffer.services.read_cache import EpochCache
 from coffer.services.readiness import Readiness
+from coffer.services.rotation_report import RotationReportService
 from coffer.services.secret_ops import Limits, SecretCipher, SecretOps
 from coffer.services.secrets import SecretService
 from coffer.services.shares import ShareService
@@ -190,6 +192,8 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         ),
         webhooks=webhooks,
         consumers=consumers,
+        exposures=ExposureService(engine, keyring, cipher, audit, gate),
+        rotation_report=RotationReportService(engine, gate),
     )
 
 

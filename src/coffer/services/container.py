@@ -14,6 +14,7 @@ from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs
 from coffer.services.cache_epochs import Epochs
 from coffer.services.ephemeral import EphemeralService
+from coffer.services.exposures import ExposureService
 from coffer.services.fast_read import FastSecretReader
 from coffer.services.key_rotation import KeyRotationService
 from coffer.services.login import LoginService
@@ -22,6 +23,7 @@ from coffer.services.mfa import MfaService
 from coffer.services.projects import ProjectService
 from coffer.services.pruner import Pruner
 from coffer.services.readiness import Readiness
+from coffer.services.rotation_report import RotationReportService
 from coffer.services.secrets import SecretService
 from coffer.services.shares import ShareService
 from coffer.services.team import TeamService
@@ -59,6 +61,8 @@ class Services:
     consumers: LogConsumers
     epochs: Epochs
     audit_batcher: AuditBatcher
+    exposures: ExposureService
+    rotation_report: RotationReportService
 
     def close(self) -> None:
         """Stops background jobs and releases network and database connections."""
