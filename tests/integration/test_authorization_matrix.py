@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from coffer.api.app import create_fastapi
+from coffer.crypto.scan_fingerprints import encode_nonce, keyed_fingerprint, new_nonce
 from coffer.crypto.share_cipher import decode_share_key, open_share, seal_share, share_proof
 from coffer.crypto.totp import current_code
 from coffer.services.container import Services
@@ -408,6 +409,47 @@ def accept_invitation(w: World, who: Identity, t: Target) -> Call:
     )
 
 
+def match_leaks(w: World, who: Identity, t: Target) -> Call:
+    """A vault match of app's db/password values of every environment, as a scan sends it."""
+    nonce = new_nonce()
+    findings = [
+        {
+            "fingerprint": keyed_fingerprint(nonce, f"{SECRET_MARK}-{PROJECT}-{env}"),
+            "rule_id": "generic-secret",
+            "location": f"matrix/{env}.env:1",
+        }
+        for env in ENVS
+    ]
+    return Call(
+        "POST", f"{API}/exposures/match", json={"nonce": encode_nonce(nonce), "findings": findings}
+    )
+
+
+def readable_envs_of(who: str) -> set[str]:
+    """The environments of app whose secrets ``who`` may read."""
+    return {env for env in ENVS if who in readers(env)}
+
+
+def matches_readable(who: str, response: httpx.Response) -> str | None:
+    """A match names app's db/password in exactly the environments the caller may read."""
+    found = {
+        m["environment"]
+        for m in response.json()["matches"]
+        if (m["project"], m["key"]) == (PROJECT, KEY)
+    }
+    return None if found == readable_envs_of(who) else f"matched {found}"
+
+
+def reports_readable(who: str, response: httpx.Response) -> str | None:
+    """The rotation report lists app's db/password in exactly the readable environments."""
+    found = {
+        s["environment"]
+        for s in response.json()["secrets"]
+        if (s["project"], s["key"]) == (PROJECT, KEY)
+    }
+    return None if found == readable_envs_of(who) else f"reported {found}"
+
+
 EPHEMERAL = f"{API}/ephemeral"
 EPHEMERAL_VALUE = f"{SECRET_MARK}-ephemeral"
 
@@ -726,6 +768,24 @@ CASES: list[Case] = [
         fixed("POST", f"{API}/audit/prune", json={"days": 3650}),
         frozenset({OWNER}),
         scoped=False,
+    ),
+    Case(
+        "POST",
+        f"{API}/exposures/match",
+        "scan",
+        match_leaks,
+        VALID,
+        scoped=False,
+        check=matches_readable,
+    ),
+    Case(
+        "GET",
+        f"{API}/reports/rotation",
+        "report",
+        fixed("GET", f"{API}/reports/rotation"),
+        VALID,
+        scoped=False,
+        check=reports_readable,
     ),
     Case("POST", f"{API}/webhooks", "webhooks", create_webhook, STAFF, scoped=False),
     Case(

@@ -22,11 +22,13 @@ from coffer.api.routes import (
     auth,
     environments,
     ephemeral,
+    exposures,
     key_rotation,
     machines,
     metrics,
     mfa,
     projects,
+    reports,
     secrets,
     shares,
     system,
@@ -79,6 +81,8 @@ def create_fastapi(services: Services, *, inline_db: bool) -> FastAPI:
         transfer,
         audit,
         webhooks,
+        exposures,
+        reports,
         metrics,
     ):
         app.include_router(module.router)
