@@ -19,6 +19,7 @@ from coffer.cli.commands import (
     mfa,
     migrate,
     projects,
+    rotation,
     run,
     scan,
     secrets,
@@ -84,6 +85,7 @@ app.command("rotate-root")(keys.rotate_root)
 app.add_typer(keys.root_key_app, name="root-key")
 app.add_typer(backup.backup_app, name="backup")
 app.command("unseal")(unseal.unseal)
+app.add_typer(rotation.rotation_app, name="rotation")
 app.command("import")(transfer.import_file)
 app.command("export")(transfer.export)
 app.command("diff")(transfer.diff)
