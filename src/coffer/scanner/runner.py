@@ -40,9 +40,10 @@ __all__ = [
 ]
 
 PARALLEL_MIN_BYTES = 2 * 1024 * 1024
-PARALLEL_MIN_FILES = 200
+PARALLEL_MIN_FILES = 1000
 _BATCH_MIN_BYTES = 256 * 1024
 _BATCH_MAX_BYTES = 8 * 1024 * 1024
+_BATCH_MIN_FILES = 32
 _BATCH_MAX_FILES = 400
 _BATCHES_PER_WORKER = 8
 
@@ -140,15 +141,17 @@ class _Outcome:
 
 
 def _batches(items: Sequence[ScanItem], total: int, workers: int) -> Iterator[list[ScanItem]]:
-    """Splits ``items`` in order into batches of about ``total / (workers * 8)`` bytes (within
-    bounds), so that workers stay busy to the end and messages stay few."""
-    target = min(max(total // (workers * _BATCHES_PER_WORKER), _BATCH_MIN_BYTES), _BATCH_MAX_BYTES)
+    """Splits ``items`` in order into about ``workers * 8`` batches (of bounded bytes and
+    files), so that workers stay busy to the end and messages stay few."""
+    parts = workers * _BATCHES_PER_WORKER
+    target = min(max(total // parts, _BATCH_MIN_BYTES), _BATCH_MAX_BYTES)
+    most_files = min(max(len(items) // parts, _BATCH_MIN_FILES), _BATCH_MAX_FILES)
     batch: list[ScanItem] = []
     size = 0
     for item in items:
         batch.append(item)
         size += item.size
-        if size >= target or len(batch) >= _BATCH_MAX_FILES:
+        if size >= target or len(batch) >= most_files:
             yield batch
             batch, size = [], 0
     if batch:
