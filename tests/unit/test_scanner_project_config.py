@@ -232,3 +232,19 @@ def test_an_allowlist_repr_shows_no_secret_patterns_or_fingerprints() -> None:
     assert "AKIASECRETPREFIX" not in text
     assert reported.fingerprint not in text
     assert "baseline=1" in text
+
+
+def test_the_documented_example_is_a_valid_file() -> None:
+    """The example in the module's docstring parses as it is written there."""
+    import textwrap
+
+    from coffer.scanner import project_config
+
+    doc = project_config.__doc__ or ""
+    example = textwrap.dedent(doc.split("::", 1)[1].split("Anything else", 1)[0])
+    config = parse_project_config(example, source="docstring")
+    assert config.disable_rules == ("generic-secret",)
+    assert config.baseline == ".coffer-baseline"
+    assert config.max_file_bytes == DEFAULT_MAX_FILE_BYTES
+    assert [rule.id for rule in config.custom_rules] == ["acme-api-key"]
+    assert rules_for(config).by_id("acme-api-key").compiled().search(b"acme_" + b"0" * 32)
