@@ -24,11 +24,19 @@ def aws_key(seed: int) -> str:
     return generate(AWS, random.Random(seed))
 
 
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder shared by the module's tests, so the scanner's compiled rules are built
+    once rather than in every test."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """A HOME of its own for the CLI."""
+def home(tmp_path: Path, cache_home: Path) -> Path:
+    """A HOME of its own for the CLI, whose cache folder links to the shared one."""
     path = tmp_path / "home"
     path.mkdir()
+    (path / ".cache").symlink_to(cache_home, target_is_directory=True)
     return path
 
 
