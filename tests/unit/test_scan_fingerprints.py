@@ -16,6 +16,7 @@ from coffer.crypto.scan_fingerprints import (
     same_fingerprint,
 )
 from coffer.domain.errors import InvalidInput
+from coffer.domain.events import Event, event_pattern_matches, parse_event_pattern
 from coffer.domain.exposures import MAX_FINDINGS, MAX_LOCATION_CHARS
 from coffer.scanner.findings import Finding
 
@@ -106,3 +107,9 @@ def test_batches_stay_under_the_size_and_count_limits() -> None:
         assert len(body) <= BATCH_BYTES + 1024
     assert all(len(batch) <= MAX_FINDINGS for batch in _batches([finding()] * (MAX_FINDINGS + 5)))
     assert [len(b) for b in _batches([finding()] * 7, max_count=3)] == [3, 3, 1]
+
+
+def test_webhooks_and_filters_may_name_secret_exposed() -> None:
+    """``secret.exposed`` is in the one event vocabulary that webhooks and filters accept."""
+    assert parse_event_pattern("secret.exposed", field="events") == "secret.exposed"
+    assert event_pattern_matches("secret.*", Event.SECRET_EXPOSED.value)
