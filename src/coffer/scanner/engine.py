@@ -63,7 +63,6 @@ class Engine:
         self._cache_dir = cache_dir
         self._serialized: bytes | None = None
         self._database: Any = None
-        self._keywords: re.Pattern[bytes] | None = None
         self._keyword_rules: dict[bytes, list[int]] = {}
         if hyperscan is not None:
             self._serialized = _load_or_compile(rules, cache_dir)
@@ -85,7 +84,6 @@ class Engine:
         self._cache_dir = None
         self._serialized = state["serialized"]
         self._database = None
-        self._keywords = None
         self._keyword_rules = {}
         if self._serialized is not None and hyperscan is not None:
             self._database = _load(self._serialized)
@@ -102,10 +100,13 @@ class Engine:
 
             self._database.scan(data, match_event_handler=on_match)
             return sorted(hits)
-        assert self._keywords is not None
+        # Each keyword is looked for on its own: one alternation would report only one keyword
+        # per position and miss a keyword that lies inside a longer one.
+        lowered = data.lower()
         found: set[int] = set()
-        for keyword in set(self._keywords.findall(data.lower())):
-            found.update(self._keyword_rules[keyword])
+        for keyword, indexes in self._keyword_rules.items():
+            if keyword in lowered:
+                found.update(indexes)
         return sorted(found)
 
     def _compile_confirmers(self) -> None:
@@ -162,8 +163,6 @@ class Engine:
         for index, rule in enumerate(self.rules.rules):
             for keyword in rule.keywords:
                 keyword_rules.setdefault(keyword.encode("utf-8"), []).append(index)
-        ordered = sorted(keyword_rules, key=len, reverse=True)
-        self._keywords = re.compile(b"|".join(re.escape(k) for k in ordered))
         self._keyword_rules = keyword_rules
 
 
