@@ -1,10 +1,41 @@
 """False-positive filters: why a regex match is not a secret.
 
-``reject_reason`` returns a short reason (``"placeholder"``, ``"low entropy"``, ...) when a match
-should not be reported, or ``None`` when it should. Every rule gets the common filters (known
-documentation examples, placeholders, too few distinct characters, its ``min_entropy``); rules
-marked ``generic`` (``key = value``) also drop environment lookups, code references, UUIDs,
-hashes in lockfiles and values that look like words rather than keys.
+``reject_reason`` returns a short reason when a match should not be reported, or ``None`` when
+it should. Each filter states a reason a value cannot be a live credential; none looks at
+where the corpus of any one test put its decoys.
+
+Every rule:
+
+- ``documentation example``: values vendors publish as examples (``KNOWN_EXAMPLES``: AWS's
+  ``AKIAIOSFODNN7EXAMPLE``, jwt.io's token, the keys in Stripe's API reference);
+- ``placeholder``: words that mark a value to fill in (``example``, ``changeme``, ``your-key``,
+  ``<TOKEN>``, ``xxxxx``, ``****``, ``...``; short ones such as ``todo`` or ``fake`` only as
+  words of their own), fewer than 4 distinct characters, or a run of 8
+  keyboard or alphabet characters (``12345678``, ``abcdefgh``, ``qwertyuiop``);
+- ``low entropy``: below the rule's own ``min_entropy``.
+
+Generic (``key = value``) rules, whose match is only a name and a value, also drop:
+
+- ``lockfile``: anything in a lockfile (integrity hashes, content hashes);
+- ``too short``: fewer than 8 characters;
+- ``checksummed format``: values in a format whose own checksum provider rules verify
+  (``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``, ``github_pat_``, ``npm_``, ``coffer_``): a
+  valid one is reported by its provider rule, an invalid one is not a token;
+- ``environment lookup``: ``$NAME``, ``${NAME}``, ``$(cmd)``, ``%NAME%``, ``{{ template }}``,
+  ``%(name)s``,
+  ``os.environ``, ``process.env``, ``getenv``, ``secrets.X`` and the like;
+- ``file path``: ``/run/secrets/db_password``, ``./certs/key.pem``, ``~/.ssh/id_rsa``;
+- ``code reference``: ``self.token``, ``settings.API_KEY``, ``config.get(``, ``get_password()``,
+  ``snake_case`` and ``CONSTANT_NAME`` identifiers (a value cut at a quote keeps its ``(``);
+- ``uuid``: identifiers, not keys;
+- ``hash``: ``sha256-...``/``sha512-...`` integrity strings, and hex digests in ``*.lock`` or
+  ``*.sum`` files;
+- ``test fixture``: a word from the fixture vocabulary (``test``, ``password``, ``secret``,
+  ``admin``, ``dummy``, ``letmein``, ...) with at most a few digits or symbols, also when
+  written in leetspeak (``P@ssw0rd``, ``s3cr3t``);
+- ``low entropy``: below ``GENERIC_MIN_ENTROPY`` bits per character;
+- ``word``: letters only in one case or capitalised (``Password``, ``bearer``), or words
+  joined by ``-``, ``_`` or ``.`` (``db-password``, ``token.refresh``).
 """
 
 from __future__ import annotations
@@ -23,25 +54,47 @@ KNOWN_EXAMPLES = frozenset(
         "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
         "ASIAIOSFODNN7EXAMPLE",
+        "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+        "pk_test_TYooMQauvdEDq54NiTphI7jx",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwi"
+        "aWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
     }
 )
+# Long marker words count anywhere; short ones only as words of their own (not touching other
+# letters, a capital may follow: ``fakeToken``), since a random 40-character key holds ``todo``
+# or ``fake`` about once in a thousand.
 _PLACEHOLDER_WORDS = re.compile(
-    r"example|placeholder|changeme|change_me|change-me|your[_-]?(?:api[_-]?)?(?:key|token|secret|"
-    r"password)|redacted|dummy|sample|insert[_-]|replace[_-]?me|xxxxx|\*\*\*\*|<[^>]*>|\.\.\.|"
-    r"todo|fixme|notreal|not[_-]a[_-]real|fake|lorem",
-    re.IGNORECASE,
+    r"(?i:example|placeholder|changeme|change_me|change-me|your[_-]?(?:api[_-]?)?(?:key|token|"
+    r"secret|password)|redacted|sample|insert[_-]|replace[_-]?me|xxxxx|notreal|"
+    r"not[_-]a[_-]real)|\*\*\*\*|<[^>]*>|\.\.\.|"
+    r"(?<![A-Za-z])(?i:todo|fixme|fake|dummy|lorem)(?![a-z])"
 )
 _SEQUENCES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "qwertyuiop", "asdfghjkl")
 _ENV_LOOKUP = re.compile(
-    r"^\$|^%[A-Za-z_]|\$\{|\$\(|\{\{|\}\}|%\(|os\.environ|getenv|process\.env|ENV\[|env\(|"
-    r"System\.getenv|secrets\.|vars\.|\bconfig\[",
+    r"^\$[A-Za-z_{(]|^%[A-Za-z_]\w*%|\$\{\s*[A-Za-z_]|\$\(\s*[A-Za-z_]|\{\{\s*[\w.$]|%\([A-Za-z_]|"
+    r"os\.environ|getenv|process\.env|ENV\[|env\(|System\.getenv|secrets\.|vars\.|\bconfig\[",
     re.IGNORECASE,
 )
+_CHECKSUMMED_FORMAT = re.compile(r"^(?:gh[pousr]_|github_pat_|npm_|coffer_[a-z]{2,8}_)")
+# Segments of lowercase words: a base64 key may start with '/' and hold more of them.
+_FILE_PATH = re.compile(r"^(?:~|\.{1,2})?/[A-Za-z_.][a-z0-9_.-]*(?:/[A-Za-z_.][a-z0-9_.-]*)+/?$")
+# An identifier segment: a word, optionally with a short number (``v2``, ``sha256``),
+# not the letters and digits mixed through a random key.
+_SEGMENT = r"[A-Za-z_$][A-Za-z_$]*[0-9]{0,3}"
 _CODE_REFERENCE = re.compile(
-    r"^[A-Za-z_$][\w$]*(?:(?:\.|::|->)[A-Za-z_$][\w$]*)+(?:\(.*\))?$"  # a.b.c, a::b(), a->b
-    r"|^[A-Za-z_$][\w$.]*\(.*\)$"  # a call
-    r"|^[a-z]+(?:_[a-z]+)+$|^[A-Z]+(?:_[A-Z]+)+$"  # snake_case or CONSTANT_NAME
+    rf"^{_SEGMENT}(?:(?:\.|::|->){_SEGMENT})+(?:\(\)|\(|\[|\(.*\))*$"  # a.b.c, a::b(, a->b()
+    rf"|^{_SEGMENT}\((?:.*\))?$"  # a call, possibly cut at its first quote
+    r"|^[a-z]+(?:_[a-z0-9]+)+$|^[A-Z]+(?:_[A-Z0-9]+)+$"  # snake_case or CONSTANT_NAME
+    r"|^[a-z]+(?:[A-Z][a-z]+)+[0-9]{0,2}$"  # camelCase
 )
+_WORDS = re.compile(r"^[A-Za-z][a-z]*(?:[-_.][A-Za-z][a-z]*)*$")
+_FIXTURE = re.compile(
+    r"^(?:(?:test|testing|tests|dummy|mock|fake|sample|demo|password|passwd|pass|secret|admin|"
+    r"root|user|guest|default|letmein|welcome|qwerty|hunter|foo|bar|baz|abc|key|token|api|"
+    r"client|value|my|the|for)[-_.!@#$%^&*]*)+[0-9]{0,6}[-_.!@#$%^&*]*$",
+    re.IGNORECASE,
+)
+_LEET = str.maketrans("013457@$", "oleastas")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _HEX_HASH = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{128})$")
 _INTEGRITY = re.compile(r"^(?:sha1|sha256|sha384|sha512)-[A-Za-z0-9+/=]+$")
@@ -102,17 +155,23 @@ def _generic_reason(secret: str, path: str) -> str | None:
         return "lockfile"
     if len(secret) < GENERIC_MIN_LENGTH:
         return "too short"
+    if _CHECKSUMMED_FORMAT.match(secret):
+        return "checksummed format"
     if _ENV_LOOKUP.search(secret):
         return "environment lookup"
+    if _FILE_PATH.fullmatch(secret):
+        return "file path"
     if _CODE_REFERENCE.fullmatch(secret):
         return "code reference"
     if _UUID.fullmatch(secret):
         return "uuid"
     if _INTEGRITY.fullmatch(secret) or (_HEX_HASH.fullmatch(secret) and _is_lock_like(path)):
         return "hash"
+    if _FIXTURE.fullmatch(secret) or _FIXTURE.fullmatch(secret.translate(_LEET)):
+        return "test fixture"
     if shannon_entropy(secret) < GENERIC_MIN_ENTROPY:
         return "low entropy"
-    if secret.isalpha() and (secret.islower() or secret.isupper()):
+    if (secret.isupper() and secret.isalpha()) or _WORDS.fullmatch(secret):
         return "word"
     return None
 
