@@ -115,3 +115,17 @@ def test_finding_repr_and_mask_hide_the_secret() -> None:
     assert mask("hunter22") == "hu******"
     assert finding.fingerprint == fingerprint(secret)
     assert fingerprint(secret) != fingerprint(secret + "x")
+
+
+@pytest.mark.parametrize(
+    ("regex", "expected"),
+    [
+        (r"-----BEGIN[\s\S]{64,32000}?-----", r"-----BEGIN[\s\S]{64,}?-----"),
+        (r"[a-z]{2,10}", r"[a-z]{2,10}"),
+        (r"a\{3,999\}", r"a\{3,999\}"),
+    ],
+)
+def test_prefilter_expression_opens_only_wide_bounded_repeats(regex: str, expected: str) -> None:
+    """Wide bounded repeats become open-ended for the pre-filter (a superset of the matches);
+    narrow repeats and escaped braces stay as written."""
+    assert engine_module.prefilter_expression(regex) == expected

@@ -39,6 +39,8 @@ except ImportError:  # pragma: no cover
 INLINE_IGNORE = b"coffer:ignore"
 # Below this size a candidate rule runs over the whole buffer; above it, over keyword lines.
 WINDOWED_FROM_BYTES = 8192
+_WIDE_REPEAT = re.compile(r"(?<!\\)\{(\d+),(\d+)\}")
+_WIDE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +260,7 @@ def _compile(rules: RuleSet) -> Any:
     flags = (
         hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_ALLOWEMPTY
     )
-    expressions = [rule.regex.encode("utf-8") for rule in rules.rules]
+    expressions = [prefilter_expression(rule.regex).encode("utf-8") for rule in rules.rules]
     database = hyperscan.Database()
     try:
         database.compile(
@@ -274,9 +276,23 @@ def _compile(rules: RuleSet) -> Any:
     return database
 
 
+def prefilter_expression(regex: str) -> str:
+    """Returns ``regex`` with every bounded repeat wider than 64 made open-ended.
+
+    The pre-filter only has to accept a superset of the matches, and Hyperscan compiles a
+    wide bounded repeat (``[\\s\\S]{64,32000}`` in a PEM rule) about ten times slower than an
+    open one: 372 rules compile in under a second instead of six.
+    """
+    return _WIDE_REPEAT.sub(
+        lambda m: f"{{{m.group(1)},}}" if int(m.group(2)) > _WIDE else m.group(0), regex
+    )
+
+
 def _compile_one(rule: Rule, flags: int) -> None:
     try:
-        hyperscan.Database().compile(expressions=[rule.regex.encode("utf-8")], flags=[flags])
+        hyperscan.Database().compile(
+            expressions=[prefilter_expression(rule.regex).encode("utf-8")], flags=[flags]
+        )
     except hyperscan.error as exc:
         raise InvalidInput(
             f"{rule.source}: rule {rule.id!r}: the regex is not supported by the pre-filter "
@@ -286,7 +302,7 @@ def _compile_one(rule: Rule, flags: int) -> None:
 
 
 def _cache_key(rules: RuleSet) -> str:
-    digest = hashlib.sha256(getattr(hyperscan, "__version__", "").encode())
+    digest = hashlib.sha256(b"v2" + getattr(hyperscan, "__version__", "").encode())
     for rule in rules.rules:
         digest.update(rule.regex.encode("utf-8") + b"\x00")
     return digest.hexdigest()[:32]
