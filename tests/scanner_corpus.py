@@ -241,7 +241,7 @@ def _plan_files(rng: random.Random, size_bytes: int) -> list[_File]:
     while planned < size_bytes:
         if rng.random() < 0.03:
             name, lines, hashes = lockfile(rng)
-            folder = rng.choice(("", "web/", "services/api/", "tools/"))
+            folder = f"{rng.choice(('web', 'services/api', 'tools'))}/app{len(files)}/"
             block = _Block(lines, decoy="lockfile-hash", decoy_lines=tuple(hashes))
             plan = _File(f"{folder}{name}", None, 0, [block])
             planned += sum(len(line) + 1 for line in lines)

@@ -26,7 +26,8 @@ Generic (``key = value``) rules, whose match is only a name and a value, also dr
   ``os.environ``, ``process.env``, ``getenv``, ``secrets.X`` and the like;
 - ``file path``: ``/run/secrets/db_password``, ``./certs/key.pem``, ``~/.ssh/id_rsa``;
 - ``code reference``: ``self.token``, ``settings.API_KEY``, ``config.get(``, ``get_password()``,
-  ``snake_case`` and ``CONSTANT_NAME`` identifiers (a value cut at a quote keeps its ``(``);
+  ``snake_case`` and ``CONSTANT_NAME`` identifiers (a value cut at a quote keeps its ``(``),
+  and code such as ``function(){return`` in a minified bundle whose mangled name holds ``pwd``;
 - ``uuid``: identifiers, not keys;
 - ``hash``: ``sha256-...``/``sha512-...`` integrity strings, and hex digests in ``*.lock`` or
   ``*.sum`` files;
@@ -87,6 +88,8 @@ _CODE_REFERENCE = re.compile(
     r"|^[a-z]+(?:_[a-z0-9]+)+$|^[A-Z]+(?:_[A-Z0-9]+)+$"  # snake_case or CONSTANT_NAME
     r"|^[a-z]+(?:[A-Z][a-z]+)+[0-9]{0,2}$"  # camelCase
 )
+# Code rather than a value: a language keyword opening the value, or an empty call's body.
+_CODE_START = re.compile(r"^(?:function|return|new|await|async|lambda|typeof|yield)\b|\(\)\s*\{")
 _WORDS = re.compile(r"^[A-Za-z][a-z]*(?:[-_.][A-Za-z][a-z]*)*$")
 _FIXTURE = re.compile(
     r"^(?:(?:test|testing|tests|dummy|mock|fake|sample|demo|password|passwd|pass|secret|admin|"
@@ -161,7 +164,7 @@ def _generic_reason(secret: str, path: str) -> str | None:
         return "environment lookup"
     if _FILE_PATH.fullmatch(secret):
         return "file path"
-    if _CODE_REFERENCE.fullmatch(secret):
+    if _CODE_REFERENCE.fullmatch(secret) or _CODE_START.search(secret):
         return "code reference"
     if _UUID.fullmatch(secret):
         return "uuid"
