@@ -63,14 +63,20 @@ KNOWN_EXAMPLES = frozenset(
 )
 # Long marker words count anywhere; short ones only as words of their own (not touching other
 # letters, a capital may follow: ``fakeToken``), since a random 40-character key holds ``todo``
-# or ``fake`` about once in a thousand.
-_PLACEHOLDER_WORDS = re.compile(
-    r"(?i:example|placeholder|changeme|change_me|change-me|your[_-]?(?:api[_-]?)?(?:key|token|"
-    r"secret|password)|redacted|sample|insert[_-]|replace[_-]?me|xxxxx|notreal|"
-    r"not[_-]a[_-]real)|\*\*\*\*|<[^>]*>|\.\.\.|"
-    r"(?<![A-Za-z])(?i:todo|fixme|fake|dummy|lorem)(?![a-z])"
-)
+# or ``fake`` about once in a thousand. These run on every match, so literal tests on the
+# lowered value come first (Python's re tries a case-insensitive alternation at every position).
+_MARKERS = (
+    "example", "placeholder", "changeme", "change_me", "change-me", "redacted", "sample",
+    "insert_", "insert-", "replaceme", "replace_me", "replace-me", "xxxxx", "notreal",
+    "not_a_real", "not-a-real", "****", "...",
+)  # fmt: skip
+_YOUR_KEY = re.compile(r"your[_-]?(?:api[_-]?)?(?:key|token|secret|password)")
+_ANGLE_BRACKETS = re.compile(r"<[^>]*>")
+_SHORT_MARKERS = ("todo", "fixme", "fake", "dummy", "lorem")
+_SHORT_MARKER_WORD = re.compile(r"(?<![A-Za-z])(?i:todo|fixme|fake|dummy|lorem)(?![a-z])")
 _SEQUENCES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "qwertyuiop", "asdfghjkl")
+_SEQUENCE_RUNS = tuple(seq[i : i + 8] for seq in _SEQUENCES for i in range(len(seq) - 7))
+_ENV_LOOKUP_CHARS = "$%{([."  # every lookup below holds one of these, or "getenv"
 _ENV_LOOKUP = re.compile(
     r"^\$[A-Za-z_{(]|^%[A-Za-z_]\w*%|\$\{\s*[A-Za-z_]|\$\(\s*[A-Za-z_]|\{\{\s*[\w.$]|%\([A-Za-z_]|"
     r"os\.environ|getenv|process\.env|ENV\[|env\(|System\.getenv|secrets\.|vars\.|\bconfig\[",
@@ -137,9 +143,10 @@ def reject_reason(rule: Rule, secret: str, path: str) -> str | None:
     ``None`` when it is a finding."""
     if secret in KNOWN_EXAMPLES:
         return "documentation example"
-    if _PLACEHOLDER_WORDS.search(secret):
+    lowered = secret.lower()
+    if _is_placeholder(secret, lowered) or len(set(secret)) < 4:
         return "placeholder"
-    if len(set(secret)) < 4 or _has_sequence(secret):
+    if any(run in lowered for run in _SEQUENCE_RUNS):
         return "placeholder"
     if rule.min_entropy and shannon_entropy(secret) < rule.min_entropy:
         return "low entropy"
@@ -148,9 +155,16 @@ def reject_reason(rule: Rule, secret: str, path: str) -> str | None:
     return None
 
 
-def _has_sequence(secret: str) -> bool:
-    lowered = secret.lower()
-    return any(seq[i : i + 8] in lowered for seq in _SEQUENCES for i in range(len(seq) - 7))
+def _is_placeholder(secret: str, lowered: str) -> bool:
+    return (
+        any(marker in lowered for marker in _MARKERS)
+        or ("your" in lowered and _YOUR_KEY.search(lowered) is not None)
+        or ("<" in secret and _ANGLE_BRACKETS.search(secret) is not None)
+        or (
+            any(marker in lowered for marker in _SHORT_MARKERS)
+            and _SHORT_MARKER_WORD.search(secret) is not None
+        )
+    )
 
 
 def _generic_reason(secret: str, path: str) -> str | None:
@@ -160,7 +174,7 @@ def _generic_reason(secret: str, path: str) -> str | None:
         return "too short"
     if _CHECKSUMMED_FORMAT.match(secret):
         return "checksummed format"
-    if _ENV_LOOKUP.search(secret):
+    if _is_env_lookup(secret):
         return "environment lookup"
     if _FILE_PATH.fullmatch(secret):
         return "file path"
@@ -177,6 +191,12 @@ def _generic_reason(secret: str, path: str) -> str | None:
     if (secret.isupper() and secret.isalpha()) or _WORDS.fullmatch(secret):
         return "word"
     return None
+
+
+def _is_env_lookup(secret: str) -> bool:
+    if "getenv" not in secret.lower() and not any(c in secret for c in _ENV_LOOKUP_CHARS):
+        return False
+    return _ENV_LOOKUP.search(secret) is not None
 
 
 def _is_lock_like(path: str) -> bool:
