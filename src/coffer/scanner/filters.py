@@ -22,13 +22,14 @@ Generic (``key = value``) rules, whose match is only a name and a value, also dr
   (``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``, ``github_pat_``, ``npm_``, ``coffer_``): a
   valid one is reported by its provider rule, an invalid one is not a token;
 - ``environment lookup``: ``$NAME``, ``${NAME}``, ``$(cmd)``, ``%NAME%``, ``{{ template }}``,
-  ``%(name)s``,
+  ``%(name)s`` (whole: a random password may hold ``{{`` or ``${``),
   ``os.environ``, ``process.env``, ``getenv``, ``secrets.X`` and the like;
 - ``file path``: ``/run/secrets/db_password``, ``./certs/key.pem``, ``~/.ssh/id_rsa``;
 - ``code reference``: ``self.token``, ``settings.API_KEY``, ``config.get(``, ``get_password()``,
   ``snake_case`` and ``CONSTANT_NAME`` identifiers (a value cut at a quote keeps its ``(``),
   and code such as ``function(){return`` in a minified bundle whose mangled name holds ``pwd``;
-- ``uuid``: identifiers, not keys;
+- ``uuid`` and ``css class``: identifiers, not keys (UUIDs; CSS-in-JS class names such as
+  ``css-1q2w3e4`` and ``sc-bdVaJa`` in bundles);
 - ``hash``: ``sha256-...``/``sha512-...`` integrity strings, and hex digests in ``*.lock`` or
   ``*.sum`` files;
 - ``test fixture``: a word from the fixture vocabulary (``test``, ``password``, ``secret``,
@@ -78,7 +79,8 @@ _SEQUENCES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "qwertyuiop", "asdfghj
 _SEQUENCE_RUNS = tuple(seq[i : i + 8] for seq in _SEQUENCES for i in range(len(seq) - 7))
 _ENV_LOOKUP_CHARS = "$%{([."  # every lookup below holds one of these, or "getenv"
 _ENV_LOOKUP = re.compile(
-    r"^\$[A-Za-z_{(]|^%[A-Za-z_]\w*%|\$\{\s*[A-Za-z_]|\$\(\s*[A-Za-z_]|\{\{\s*[\w.$]|%\([A-Za-z_]|"
+    r"^\$[A-Za-z_{(]|^%[A-Za-z_]\w*%|\$\{\s*[A-Za-z_][\w.]*\s*(?:\}|:|-|$)|\$\([A-Za-z_][\w.-]*(?:\)|$)|"
+    r"^\{\{|\{\{\s*[\w.$][^}]*\}\}|%\([A-Za-z_]\w*\)|"
     r"os\.environ|getenv|process\.env|ENV\[|env\(|System\.getenv|secrets\.|vars\.|\bconfig\[",
     re.IGNORECASE,
 )
@@ -92,7 +94,7 @@ _CODE_REFERENCE = re.compile(
     rf"^{_SEGMENT}(?:(?:\.|::|->){_SEGMENT})+(?:\(\)|\(|\[|\(.*\))*$"  # a.b.c, a::b(, a->b()
     rf"|^{_SEGMENT}\((?:.*\))?$"  # a call, possibly cut at its first quote
     r"|^[a-z]+(?:_[a-z0-9]+)+$|^[A-Z]+(?:_[A-Z0-9]+)+$"  # snake_case or CONSTANT_NAME
-    r"|^[a-z]+(?:[A-Z][a-z]+)+[0-9]{0,2}$"  # camelCase
+    r"|^[a-z]{2,}(?:[A-Z][a-z]{2,})+[0-9]{0,2}$"  # camelCase words (a random key mixes more)
 )
 # Code rather than a value: a language keyword opening the value, or an empty call's body.
 _CODE_START = re.compile(r"^(?:function|return|new|await|async|lambda|typeof|yield)\b|\(\)\s*\{")
@@ -105,6 +107,9 @@ _FIXTURE = re.compile(
 )
 _LEET = str.maketrans("013457@$", "oleastas")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Class names that CSS-in-JS libraries generate (emotion ``css-1q2w3e4``, styled-components
+# ``sc-bdVaJa``, styled-jsx ``jsx-123456``): identifiers in bundles, not keys.
+_CSS_CLASS = re.compile(r"^(?:css-[a-z0-9]{5,10}|sc-[A-Za-z]{5,8}|jsx-[0-9]{6,12})$")
 _HEX_HASH = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{128})$")
 _INTEGRITY = re.compile(r"^(?:sha1|sha256|sha384|sha512)-[A-Za-z0-9+/=]+$")
 LOCKFILES = frozenset(
@@ -182,6 +187,8 @@ def _generic_reason(secret: str, path: str) -> str | None:
         return "code reference"
     if _UUID.fullmatch(secret):
         return "uuid"
+    if _CSS_CLASS.fullmatch(secret):
+        return "css class"
     if _INTEGRITY.fullmatch(secret) or (_HEX_HASH.fullmatch(secret) and _is_lock_like(path)):
         return "hash"
     if _FIXTURE.fullmatch(secret) or _FIXTURE.fullmatch(secret.translate(_LEET)):
