@@ -22,7 +22,8 @@ Generic (``key = value``) rules, whose match is only a name and a value, also dr
   (``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``, ``github_pat_``, ``npm_``, ``coffer_``): a
   valid one is reported by its provider rule, an invalid one is not a token;
 - ``environment lookup``: ``$NAME``, ``${NAME}``, ``$(cmd)``, ``%NAME%``, ``{{ template }}``,
-  ``%(name)s`` (whole: a random password may hold ``{{`` or ``${``),
+  ``%(name)s`` (whole, names of 2+ characters: a random password may hold ``{{``, ``${`` or
+  ``$(K)``),
   ``os.environ``, ``process.env``, ``getenv``, ``secrets.X`` and the like;
 - ``file path``: ``/run/secrets/db_password``, ``./certs/key.pem``, ``~/.ssh/id_rsa``;
 - ``code reference``: ``self.token``, ``settings.API_KEY``, ``config.get(``, ``get_password()``,
@@ -79,7 +80,7 @@ _SEQUENCES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "qwertyuiop", "asdfghj
 _SEQUENCE_RUNS = tuple(seq[i : i + 8] for seq in _SEQUENCES for i in range(len(seq) - 7))
 _ENV_LOOKUP_CHARS = "$%{([."  # every lookup below holds one of these, or "getenv"
 _ENV_LOOKUP = re.compile(
-    r"^\$[A-Za-z_{(]|^%[A-Za-z_]\w*%|\$\{\s*[A-Za-z_][\w.]*\s*(?:\}|:|-|$)|\$\([A-Za-z_][\w.-]*(?:\)|$)|"
+    r"^\$[A-Za-z_{(]|^%[A-Za-z_]\w*%|\$\{\s*[A-Za-z_][\w.]+\s*(?:\}|:|-|$)|\$\([A-Za-z_][\w.-]+(?:\)|$)|"
     r"^\{\{|\{\{\s*[\w.$][^}]*\}\}|%\([A-Za-z_]\w*\)|"
     r"os\.environ|getenv|process\.env|ENV\[|env\(|System\.getenv|secrets\.|vars\.|\bconfig\[",
     re.IGNORECASE,
