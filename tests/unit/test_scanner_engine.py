@@ -113,7 +113,7 @@ def test_finding_repr_and_mask_hide_the_secret() -> None:
     assert mask(secret).startswith(secret[:4])
     assert secret[4:] not in mask(secret)
     assert mask("hunter22") == "hu******"
-    assert finding.fingerprint == fingerprint(secret)
+    assert finding.fingerprint == fingerprint(secret, guessable=True)  # 20 characters
     assert fingerprint(secret) != fingerprint(secret + "x")
 
 
@@ -129,3 +129,34 @@ def test_prefilter_expression_opens_only_wide_bounded_repeats(regex: str, expect
     """Wide bounded repeats become open-ended for the pre-filter (a superset of the matches);
     narrow repeats and escaped braces stay as written."""
     assert engine_module.prefilter_expression(regex) == expected
+
+
+def test_fingerprints_of_chosen_passwords_are_slow_to_guess() -> None:
+    """A generic password's fingerprint is not the fast SHA-256 one (an offline guess must pay
+    for scrypt), while a long random token keeps the fast fingerprint; both are stable."""
+    from coffer.scanner.findings import Finding
+
+    def finding(kind: str, secret: str) -> Finding:
+        return Finding("r", "t", kind, "high", "p", 1, 1, 2, secret)
+
+    password = "Summer2024!x"
+    assert finding("generic", password).fingerprint != fingerprint(password)
+    assert finding("generic", password).fingerprint == fingerprint(password, guessable=True)
+    token = "ghp_" + "aB3" * 12
+    assert finding("vcs", token).fingerprint == fingerprint(token)
+    assert finding("connection-string", token).fingerprint == fingerprint(token, guessable=True)
+
+
+def test_multi_line_secret_positions_and_inline_ignore_on_its_last_line() -> None:
+    """A PEM key reports where it starts and ends, and coffer:ignore on its END line skips it."""
+    rule = RULES.by_id("private-key-rsa")
+    block = generate(rule, random.Random(11))
+    text = f"# key\nkey = '''\n{block}\n'''\n"
+    [found] = Engine(RULES).scan(text.encode(), "k.py")
+    assert (found.line, found.column) == (3, 1)
+    assert found.end_line == 3 + block.count("\n")
+    assert found.end_column == len(block.splitlines()[-1]) + 1
+    assert len(found.masked) <= 40
+    ignored = text.replace("PRIVATE KEY-----\n'''", "PRIVATE KEY----- # coffer:ignore\n'''")
+    assert ignored != text
+    assert Engine(RULES).scan(ignored.encode(), "k.py") == []

@@ -16,6 +16,7 @@ content, so a pre-commit hook does not pay for compilation on every commit.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import re
@@ -191,32 +192,41 @@ def _keyword_lines(finder: re.Pattern[bytes], lowered: bytes) -> list[tuple[int,
 
 def _deduplicate(candidates: list[_Candidate]) -> list[_Candidate]:
     """Keeps one candidate per overlapping span, preferring provider rules to generic ones,
-    then the rule listed first, then the longer secret."""
+    then the rule listed first, then the longer secret. O(n log n): kept spans never overlap,
+    so a candidate need only be checked against its neighbours among them."""
     order = {id(c.rule): i for i, c in enumerate(candidates)}
     ranked = sorted(
         candidates, key=lambda c: (c.rule.generic, order[id(c.rule)], -(c.end - c.start))
     )
+    starts: list[int] = []
     kept: list[_Candidate] = []
     for candidate in ranked:
-        if any(candidate.start < other.end and other.start < candidate.end for other in kept):
+        at = bisect.bisect_left(starts, candidate.start)
+        if at > 0 and kept[at - 1].end > candidate.start:
             continue
-        kept.append(candidate)
-    kept.sort(key=lambda c: c.start)
+        if at < len(kept) and kept[at].start < candidate.end:
+            continue
+        starts.insert(at, candidate.start)
+        kept.insert(at, candidate)
     return kept
 
 
 def _locate(candidates: Iterable[_Candidate], data: bytes, path: str) -> Iterator[Finding]:
+    """Yields a finding per candidate with its 1-based start and end positions, skipping those
+    with ``coffer:ignore`` on any line they span."""
     line = 1
     position = 0
     for candidate in candidates:
         line += data.count(b"\n", position, candidate.start)
         position = candidate.start
         line_start = data.rfind(b"\n", 0, candidate.start) + 1
-        line_end = data.find(b"\n", candidate.start)
-        text = data[line_start : line_end if line_end != -1 else len(data)]
-        if INLINE_IGNORE in text:
+        line_end = data.find(b"\n", candidate.end)
+        if INLINE_IGNORE in data[line_start : line_end if line_end != -1 else len(data)]:
             continue
         column = len(data[line_start : candidate.start].decode("utf-8", "replace")) + 1
+        end_line = line + data.count(b"\n", candidate.start, candidate.end)
+        last_line_start = data.rfind(b"\n", 0, candidate.end) + 1
+        end_column = len(data[last_line_start : candidate.end].decode("utf-8", "replace")) + 1
         yield Finding(
             rule_id=candidate.rule.id,
             title=candidate.rule.title,
@@ -225,9 +235,10 @@ def _locate(candidates: Iterable[_Candidate], data: bytes, path: str) -> Iterato
             path=path,
             line=line,
             column=column,
-            end_column=column + len(candidate.secret),
+            end_column=end_column,
             secret=candidate.secret,
             verified=candidate.verified,
+            end_line=end_line,
         )
 
 

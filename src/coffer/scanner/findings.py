@@ -2,38 +2,63 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
 _FINGERPRINT_DOMAIN = b"coffer-scan/fingerprint/v1\x00"
 FINGERPRINT_CHARS = 24
+_MASK_STARS = 32
+_CHOSEN_KINDS = frozenset({"generic", "connection-string"})
+_RANDOM_TOKEN_CHARS = 24
 
 
-def fingerprint(secret: str) -> str:
-    """Returns the content fingerprint of ``secret``: 24 hex characters (96 bits) of SHA-256.
+def fingerprint(secret: str, *, guessable: bool = False) -> str:
+    """Returns the content fingerprint of ``secret``: 24 hex characters (96 bits).
 
     It depends on the secret's text only (not its path, line or rule), so a baseline keyed by it
     keeps ignoring a secret that moved and still reports a new secret on an old line.
+    Fingerprints end up in committed baselines and uploaded SARIF, so a ``guessable`` secret
+    (one a person may have chosen) is hashed with scrypt, which makes trying candidate
+    passwords against a fingerprint about 25 ms each instead of nanoseconds; a random token is
+    hashed with SHA-256, which its own entropy already makes hopeless to guess.
     """
+    if guessable:
+        return _slow_fingerprint(secret)
     digest = hashlib.sha256(_FINGERPRINT_DOMAIN + secret.encode("utf-8")).hexdigest()
     return digest[:FINGERPRINT_CHARS]
+
+
+@functools.lru_cache(maxsize=4096)
+def _slow_fingerprint(secret: str) -> str:
+    digest = hashlib.scrypt(
+        secret.encode("utf-8"), salt=_FINGERPRINT_DOMAIN, n=2**13, r=8, p=1, dklen=16
+    )
+    return digest.hex()[:FINGERPRINT_CHARS]
+
+
+def is_guessable(kind: str, secret: str) -> bool:
+    """True for secrets a person may have chosen: the generic rule's and connection strings'
+    passwords, and anything shorter than 24 characters."""
+    return kind in _CHOSEN_KINDS or len(secret) < _RANDOM_TOKEN_CHARS
 
 
 def mask(secret: str) -> str:
     """Returns ``secret`` with all but a short recognisable prefix replaced by ``*``.
 
     At most 4 characters and at most a quarter of the secret stay visible, so a short password
-    shows almost nothing.
+    shows almost nothing; at most 32 ``*`` follow, so a PEM key stays one short line.
     """
     shown = min(4, len(secret) // 4)
-    return secret[:shown] + "*" * max(len(secret) - shown, 4)
+    return secret[:shown] + "*" * min(max(len(secret) - shown, 4), _MASK_STARS)
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One secret found at one place.
 
-    ``line`` and ``column`` are 1-based; ``end_column`` is exclusive. ``secret`` holds the
+    ``line`` and ``column`` are 1-based; the secret ends on ``end_line`` (the same line unless
+    it spans several, as a PEM key does) before ``end_column`` (exclusive). ``secret`` holds the
     plaintext for formatters that must mask it and for the vault match; it never shows in
     ``repr``. ``verified`` is True when the token's own checksum was checked offline.
     ``commit``, ``author`` and ``date`` are set for findings in git history.
@@ -52,11 +77,16 @@ class Finding:
     commit: str | None = None
     author: str | None = None
     date: str | None = None
+    end_line: int = 0
+
+    def __post_init__(self) -> None:
+        if self.end_line < self.line:
+            object.__setattr__(self, "end_line", self.line)
 
     @property
     def fingerprint(self) -> str:
         """The content fingerprint of the secret (see ``fingerprint``)."""
-        return fingerprint(self.secret)
+        return fingerprint(self.secret, guessable=is_guessable(self.kind, self.secret))
 
     @property
     def masked(self) -> str:

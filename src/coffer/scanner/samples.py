@@ -15,7 +15,6 @@ from re import _constants as sre_constants  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
-from coffer.crypto.tokens import _crc as coffer_crc
 from coffer.scanner.checksums import base62_crc32
 from coffer.scanner.rules import Rule
 
@@ -38,7 +37,7 @@ def generate(rule: Rule, rng: random.Random) -> str:
     if rule.checksum == "github":
         text += base62_crc32(text[-30:])
     elif rule.checksum == "coffer":
-        text += coffer_crc(text.rstrip("_"))
+        text += base62_crc32(text.rstrip("_"))  # coffer's CRC covers its whole body
     return text + _render(sre_parse.parse(tail), rng) if tail else text
 
 
