@@ -19,7 +19,8 @@ MB/s (corpus bytes / median wall time), the CPU seconds it used (children's user
 its findings, the planted secrets it found (a finding in the same file whose lines cover the
 planted line, or whose secret -- text, coffer fingerprint or detect-secrets' SHA-1 -- is the
 planted one), the decoys it reported, and its other findings (neither planted nor decoy
-lines: false positives in filler). Then recall per kind, and the ratios of MB/s.
+lines: false positives in filler). Then recall per kind, and the ratios of MB/s (of the
+medians, and the median of the ratios of runs made in the same round).
 
 Usage::
 
@@ -358,11 +359,17 @@ def report(manifest: Manifest, size: int, chosen: list[Tool], args: argparse.Nam
         if any(cell != "-" for cell in cells):
             print(f"| {kind} | " + " | ".join(cells) + " |")
     rate = {name: float(str(figures[name]["mb_per_s"])) for name in names}
+    walls = {tool.name: tool.walls for tool in chosen}
     print()
     for ours in ("coffer", "coffer --workers 1"):
         for theirs in ("Betterleaks", "detect-secrets"):
             if ours in rate and theirs in rate:
-                print(f"{ours} MB/s / {theirs} MB/s = {rate[ours] / rate[theirs]:.2f}")
+                # Runs of one round ran back to back: their ratio cancels the machine's drift.
+                pairs = [b / a for a, b in zip(walls[ours], walls[theirs], strict=False)]
+                print(
+                    f"{ours} MB/s / {theirs} MB/s = {rate[ours] / rate[theirs]:.2f} "
+                    f"(same-round ratios: median {statistics.median(pairs):.2f} of {len(pairs)})"
+                )
     if args.json:
         args.json.write_text(json.dumps({"corpus_mb": megabytes, "tools": figures}, indent=1))
 
