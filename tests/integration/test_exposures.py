@@ -21,6 +21,7 @@ from coffer.crypto.scan_fingerprints import encode_nonce, keyed_fingerprint, new
 from coffer.domain.errors import InvalidInput, NotFound
 from coffer.domain.exposures import MAX_FINDINGS, VERSIONS_COMPARED, MatchRequest
 from coffer.domain.models import CallContext
+from coffer.domain.read_limits import ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.exposures import parse_match_request
 from coffer.storage.tables import audit_log, secret_exposures, secret_versions, secrets
@@ -168,6 +169,49 @@ def test_only_the_newest_versions_are_compared(team: Team) -> None:
     assert team.services.exposures.match(owner, request_for(["rolling-value-0000"])) == []
     [match] = team.services.exposures.match(owner, request_for(["rolling-value-0001"]))
     assert (match.version, match.current) == (2, False)
+
+
+def test_a_sealed_secret_gives_no_match(team: Team) -> None:
+    """A secret sealed by its last allowed read (delete=false) answers no match, in any
+    version, and records nothing: a reader cannot confirm guesses about a value it can no
+    longer read."""
+    owner = ctx_of(team, team.owner)
+    store(team, "production", "ONE_READ", "an-older-sealed-value-01")
+    team.services.secrets.set(
+        owner,
+        "app",
+        "production",
+        "ONE_READ",
+        SecretValue(LEAKED),
+        limits=ReadLimits(max_reads=1, burn=False),
+    )
+    assert team.services.exposures.match(owner, request_for([LEAKED])) != []
+    team.services.secrets.get(owner, "app", "production", "ONE_READ")
+    for value in (LEAKED, "an-older-sealed-value-01"):
+        assert team.services.exposures.match(owner, request_for([value], "b.py:1")) == []
+    assert [row["location"] for row in exposure_rows(team)] == ["src/settings.py:12"]
+
+
+def test_a_secret_out_of_reads_gives_no_match(team: Team) -> None:
+    """A read-limited secret whose count has reached its limit (a row every read refuses)
+    answers no match; one with reads left matches, and the comparison counts no read."""
+    owner = ctx_of(team, team.owner)
+    for key in ("SPENT", "LEFT"):
+        team.services.secrets.set(
+            owner,
+            "app",
+            "staging",
+            key,
+            SecretValue(f"{key}-{LEAKED}"),
+            limits=ReadLimits(max_reads=3),
+        )
+    with team.services.engine.begin() as conn:
+        conn.execute(sa.update(secrets).where(secrets.c.key == "SPENT").values(read_count=3))
+    assert team.services.exposures.match(owner, request_for([f"SPENT-{LEAKED}"])) == []
+    [match] = team.services.exposures.match(owner, request_for([f"LEFT-{LEAKED}"]))
+    assert match.key == "LEFT"
+    left = team.services.secrets.info(owner, "app", "staging", "LEFT")
+    assert left.limits.read_count == 0
 
 
 def test_a_value_stored_twice_matches_both_secrets(team: Team) -> None:

@@ -2,7 +2,8 @@
 
 The client sends, per finding, ``HMAC-SHA256(nonce, secret)`` under a nonce of its own (see
 ``crypto.scan_fingerprints``). For every secret version the caller may read (the newest
-``VERSIONS_COMPARED`` of each unexpired secret in every environment it has read access to),
+``VERSIONS_COMPARED`` of each secret a read would answer: unexpired, unsealed and with
+reads left, in every environment it has read access to; comparing counts no read),
 the service decrypts the value in memory, computes the same HMAC and looks the finding's
 fingerprint up: a dictionary lookup (Python's string hash is keyed and randomised per
 process) followed by a constant-time comparison. Neither the values nor any fingerprint are
@@ -170,7 +171,7 @@ class ExposureService:
         actor = ctx.actor
         with self._engine.begin() as conn:
             for index, hit in sorted(hits, key=lambda h: (h[1].secret_id, h[1].version, h[0])):
-                current = exposure_store.lock_current_version(conn, hit.secret_id)
+                current = exposure_store.lock_current_version(conn, hit.secret_id, now)
                 if current is None:
                     continue
                 finding = request.findings[index]

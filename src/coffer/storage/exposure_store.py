@@ -26,10 +26,22 @@ class CandidateVersion:
     stored: StoredVersion
 
 
+def matchable(now: float) -> sa.ColumnElement[bool]:
+    """The condition on ``secrets`` a match compares a secret under: one a read would
+    answer, that is unexpired, unsealed and with reads left (a sealed or used-up secret
+    must not confirm guesses about a value its readers can no longer see). The comparison
+    itself counts no read: the value never leaves the service."""
+    return sa.and_(
+        not_expired(secrets, now),
+        secrets.c.sealed_at.is_(None),
+        sa.or_(secrets.c.max_reads.is_(None), secrets.c.read_count < secrets.c.max_reads),
+    )
+
+
 def recent_versions(
     conn: sa.Connection, environment_id: str, now: float, per_secret: int
 ) -> list[CandidateVersion]:
-    """Returns the newest ``per_secret`` versions of every unexpired secret of the
+    """Returns the newest ``per_secret`` versions of every ``matchable`` secret of the
     environment (versions are numbered 1, 2, ... with no gaps, so they are those above
     ``current_version - per_secret``)."""
     rows = conn.execute(
@@ -46,7 +58,7 @@ def recent_versions(
         .join(secret_versions, secret_versions.c.secret_id == secrets.c.id)
         .where(
             secrets.c.environment_id == environment_id,
-            not_expired(secrets, now),
+            matchable(now),
             secret_versions.c.version > secrets.c.current_version - per_secret,
         )
         .order_by(secrets.c.key, secret_versions.c.version)
@@ -59,12 +71,14 @@ def recent_versions(
     ]
 
 
-def lock_current_version(conn: sa.Connection, secret_id: str) -> int | None:
+def lock_current_version(conn: sa.Connection, secret_id: str, now: float) -> int | None:
     """Returns the secret's current version, locking its row (PostgreSQL) so that it is
     neither deleted nor given a new version until the transaction ends; None when it is
-    gone."""
+    gone or no longer ``matchable`` (sealed, used up or expired since it was compared)."""
     version: int | None = conn.execute(
-        sa.select(secrets.c.current_version).where(secrets.c.id == secret_id).with_for_update()
+        sa.select(secrets.c.current_version)
+        .where(secrets.c.id == secret_id, matchable(now))
+        .with_for_update()
     ).scalar_one_or_none()
     return version
 
