@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -227,3 +228,87 @@ def test_blob_reader_reads_blobs_and_reports_missing_ones(repo: Repo) -> None:
         assert reader.read(oid) == b"content\n"
         assert reader.read("1" * 40) is None
         assert reader.read(oid) == b"content\n"
+
+
+def test_an_added_line_starting_with_plus_plus_is_content_not_a_file_name(repo: Repo) -> None:
+    """An added line `++ x` (shown as `+++ x` in the patch) does not hide a key that a later
+    hunk of the same file adds."""
+    key = aws_key(20)
+    body = [f"line {n}" for n in range(1, 11)]
+    repo.write("notes.txt", "\n".join(body) + "\n")
+    repo.commit("notes")
+    body.insert(1, "++ not a header")
+    body.append(f"key = {key}")
+    repo.write("notes.txt", "\n".join(body) + "\n")
+    repo.git("add", "notes.txt")
+    result = scan(staged_listing(repo.root))
+    assert [(f.path, f.line, f.secret) for f in result.findings] == [("notes.txt", 12, key)]
+
+
+def test_a_staged_rename_adds_only_the_lines_that_changed(repo: Repo) -> None:
+    """`git mv` of a file holding an old key adds no lines; a rename with an edit reports only
+    the new key, under the new path."""
+    old, new = aws_key(21), aws_key(22)
+    repo.write("old.cfg", f"a = 1\nkey = {old}\nb = 2\n")
+    repo.write("keep.cfg", f"c = 3\nkey = {old}\nd = 4\n")
+    repo.commit("configs")
+    repo.git("mv", "old.cfg", "new.cfg")
+    pure = scan(staged_listing(repo.root))
+    assert pure.findings == []
+    assert pure.files_scanned == 0
+    repo.git("mv", "keep.cfg", "moved.cfg")
+    repo.write("moved.cfg", f"c = 3\nkey = {old}\nd = 4\nnew = {new}\n")
+    repo.git("add", "moved.cfg")
+    result = scan(staged_listing(repo.root))
+    assert [(f.path, f.line, f.secret) for f in result.findings] == [("moved.cfg", 4, new)]
+
+
+def test_history_names_signed_commits_rightly_with_show_signature_on(repo: Repo) -> None:
+    """With `log.showSignature` set, a key added by an SSH-signed commit is still named by that
+    commit (git's signature words do not reach the parser)."""
+    ssh_keygen = shutil.which("ssh-keygen")
+    if ssh_keygen is None:
+        pytest.skip("ssh-keygen is not installed: cannot make a signed commit")
+    signing = repo.root.parent / "signing"
+    subprocess.run([ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(signing)], check=True)
+    repo.git("config", "gpg.format", "ssh")
+    repo.git("config", "user.signingkey", f"{signing}.pub")
+    repo.write("README.md", "hello\n")
+    repo.commit("start")
+    key = aws_key(23)
+    repo.write("signed.env", f"KEY={key}\n")
+    repo.git("add", "signed.env")
+    repo.git("commit", "-q", "-S", "-m", "signed")
+    signed = repo.git("rev-parse", "HEAD")
+    repo.git("config", "log.showSignature", "true")
+    result = scan(history_listing(repo.root))
+    assert [(f.path, f.secret, f.commit) for f in result.findings] == [("signed.env", key, signed)]
+
+
+def test_history_leaves_out_symbolic_links(repo: Repo) -> None:
+    """A symbolic link whose target text looks like a key is not file content: it is neither
+    listed nor reported."""
+    (repo.root / "link").symlink_to(f"AWS_KEY={aws_key(24)}")
+    repo.write("plain.txt", "nothing\n")
+    repo.commit("a link")
+    listing = history_listing(repo.root)
+    assert [item.path for item in listing.items] == ["plain.txt"]
+    assert scan(listing).findings == []
+
+
+def test_history_reports_a_secret_once_per_path_at_its_first_commit(repo: Repo) -> None:
+    """A key that stays in a file while other lines change is reported once, at the commit that
+    brought it in, though every later version of the file holds it."""
+    key = aws_key(25)
+    repo.write("app.cfg", f"version = 1\nkey = {key}\n")
+    first = repo.commit("key")
+    for version in (2, 3):
+        repo.write("app.cfg", f"version = {version}\nkey = {key}\n")
+        repo.commit(f"version {version}")
+    repo.write("copy.cfg", f"key = {key}\n")
+    copied = repo.commit("same key elsewhere")
+    result = scan(history_listing(repo.root))
+    assert [(f.path, f.line, f.commit) for f in result.findings] == [
+        ("app.cfg", 2, first),
+        ("copy.cfg", 1, copied),
+    ]

@@ -74,12 +74,15 @@ def history_listing(
     """Returns every blob in the history of all refs of ``repo``, each once, with the commit
     that introduced it. Raises ``InvalidInput`` when ``repo`` is not a git repository."""
     run_git(repo, "rev-parse", "--git-dir")
-    introduced = _introducing_commits(repo)
+    introduced, not_files = _introducing_commits(repo)
     sizes, paths = _reachable_blobs(repo)
     origins = [(oid, *origin) for oid, origin in introduced.items() if oid in sizes]
     # Blobs no commit diff brings in (a tag pointing at a tree or a blob): named by rev-list.
+    # Symbolic link targets the log saw are not file text and stay out here too.
     origins += [
-        (oid, path, None, None, None) for oid, path in paths.items() if oid not in introduced
+        (oid, path, None, None, None)
+        for oid, path in paths.items()
+        if oid not in introduced and oid not in not_files
     ]
     listing = Listing()
     for oid, path, commit, author, date in origins:
@@ -103,9 +106,17 @@ def history_listing(
     return listing
 
 
-def _introducing_commits(repo: Path) -> dict[str, tuple[str, str | None, str | None, str | None]]:
+def _introducing_commits(
+    repo: Path,
+) -> tuple[dict[str, tuple[str, str | None, str | None, str | None]], set[str]]:
     """Maps each blob id to (path, commit, author, date) of the first commit whose diff adds it
-    (a merge counts against its first parent, so a conflict resolution is its own origin)."""
+    (a merge counts against its first parent, so a conflict resolution is its own origin), and
+    returns the ids of the blobs the log saw as symbolic links (not file text).
+
+    Options that user settings could otherwise turn on are turned off: signatures
+    (``log.showSignature`` puts gpg's words among the commits), colour, external diff drivers
+    and relative paths; renames are not followed (each blob is named by the path it came in
+    at, and a renamed blob is the same blob)."""
     output = run_git(
         repo,
         "log",
@@ -116,11 +127,15 @@ def _introducing_commits(repo: Path) -> dict[str, tuple[str, str | None, str | N
         "--no-abbrev",
         "--no-renames",
         "--no-ext-diff",
+        "--no-show-signature",
+        "--no-color",
+        "--no-relative",
         "--diff-merges=first-parent",
         "-z",
         _LOG_FORMAT,
     )
     introduced: dict[str, tuple[str, str | None, str | None, str | None]] = {}
+    not_files: set[str] = set()
     tokens = iter(output.split(b"\x00"))
     commit = author = date = None
     for token in tokens:
@@ -132,9 +147,13 @@ def _introducing_commits(repo: Path) -> dict[str, tuple[str, str | None, str | N
             path = next(tokens).decode("utf-8", "replace")
             fields = token.lstrip(b"\n")[1:].decode("ascii").split()
             mode, oid = fields[1], fields[3]
-            if oid != _NO_OBJECT and mode not in _SKIPPED_MODES and oid not in introduced:
+            if oid == _NO_OBJECT:
+                continue
+            if mode in _SKIPPED_MODES:
+                not_files.add(oid)
+            elif oid not in introduced:
                 introduced[oid] = (path, commit, author, date)
-    return introduced
+    return introduced, not_files
 
 
 def _reachable_blobs(repo: Path) -> tuple[dict[str, int], dict[str, str]]:
@@ -163,11 +182,12 @@ def staged_listing(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     skip_path: PathFilter | None = None,
 ) -> Listing:
-    """Returns the index content of files added or modified in the index of ``repo`` (paths
-    relative to the work tree's top), each limited to its added lines. Raises ``InvalidInput``
-    when ``repo`` is not a git work tree."""
+    """Returns the index content of files added, modified or renamed in the index of ``repo``
+    (paths relative to the work tree's top, a renamed file under its new name), each limited
+    to its added lines. A file renamed without changes adds no lines and is not listed.
+    Raises ``InvalidInput`` when ``repo`` is not a git work tree."""
     run_git(repo, "rev-parse", "--show-toplevel")
-    common = ("--no-renames", "--no-ext-diff", "--no-relative", "--diff-filter=AMT")
+    common = ("-M", "--no-ext-diff", "--no-relative", "--no-color", "--diff-filter=AMTR")
     raw = run_git(repo, "diff", "--cached", "--raw", "-z", "--no-abbrev", *common)
     staged = _parse_raw(raw)
     if not staged:
@@ -177,7 +197,6 @@ def staged_listing(
         "diff",
         "--cached",
         "-U0",
-        "--no-color",
         "--no-textconv",
         "--src-prefix=a/",
         "--dst-prefix=b/",
@@ -201,31 +220,41 @@ def staged_listing(
 
 
 def _parse_raw(raw: bytes) -> list[tuple[str, str]]:
-    """(blob id, path) of each ``--raw -z`` entry whose new side is a regular file."""
-    tokens = raw.split(b"\x00")
+    """(blob id, path) of each ``--raw -z`` entry whose new side is a regular file; a rename
+    or copy entry (status ``R`` or ``C``, followed by two paths) gives its new path."""
+    tokens = iter(raw.split(b"\x00"))
     entries: list[tuple[str, str]] = []
-    for meta, path in zip(tokens[0::2], tokens[1::2], strict=False):
+    for meta in tokens:
         if not meta.startswith(b":"):
             continue
         fields = meta[1:].decode("ascii").split()
+        path = next(tokens, b"")
+        if fields[4][:1] in ("R", "C"):
+            path = next(tokens, b"")
         if fields[1] not in _SKIPPED_MODES and fields[3] != _NO_OBJECT:
             entries.append((fields[3], path.decode("utf-8", "replace")))
     return entries
 
 
 def _added_lines(patch: bytes) -> dict[str, frozenset[int]]:
-    """Maps each path of a ``-U0`` patch to the numbers of its added lines (new side)."""
+    """Maps each path of a ``-U0`` patch to the numbers of its added lines (new side).
+
+    File names are read only from a file's header (from ``diff --git`` to its first hunk):
+    inside a hunk, an added line that starts with ``++ `` shows as ``+++ `` and is content."""
     added: dict[str, set[int]] = {}
     current: set[int] | None = None
+    in_header = False
     for line in patch.split(b"\n"):
         if line.startswith(b"diff --git "):
-            current = None
-        elif line.startswith(b"+++ "):
+            current, in_header = None, True
+        elif in_header and line.startswith(b"+++ "):
             name = _unquote(line[4:].rstrip(b"\t"))
             current = None if name == b"/dev/null" else added.setdefault(_new_path(name), set())
-        elif current is not None and (hunk := _HUNK.match(line)):
-            start, count = int(hunk.group(1)), int(hunk.group(2) or 1)
-            current.update(range(start, start + count))
+        elif line.startswith(b"@@"):
+            in_header = False
+            if current is not None and (hunk := _HUNK.match(line)):
+                start, count = int(hunk.group(1)), int(hunk.group(2) or 1)
+                current.update(range(start, start + count))
     return {path: frozenset(lines) for path, lines in added.items()}
 
 
