@@ -6,6 +6,7 @@ test adds what it needs. Fingerprints are made the way the CLI makes them."""
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,12 @@ from coffer.bootstrap.operator import backup_vault, restore_vault
 from coffer.config import Settings
 from coffer.crypto.scan_fingerprints import encode_nonce, keyed_fingerprint, new_nonce
 from coffer.domain.errors import InvalidInput, NotFound
-from coffer.domain.exposures import MAX_FINDINGS, VERSIONS_COMPARED, MatchRequest
+from coffer.domain.exposures import (
+    MAX_FINDINGS,
+    MAX_LOCATION_BYTES,
+    VERSIONS_COMPARED,
+    MatchRequest,
+)
 from coffer.domain.models import CallContext
 from coffer.domain.read_limits import ReadLimits
 from coffer.domain.secret_value import SecretValue
@@ -334,6 +340,34 @@ def test_bad_findings_are_refused_naming_the_field() -> None:
             parse_match_request(nonce, findings)
         assert refused.value.field == field, refused.value.message
         assert "AAAA" not in refused.value.message and "abab" not in refused.value.message
+
+
+def test_a_long_non_ascii_location_is_recorded_up_to_the_byte_limit(team: Team) -> None:
+    """A location of ``MAX_LOCATION_BYTES`` bytes of two-byte characters is recorded whole
+    (PostgreSQL indexes it); one of 1000 four-byte characters (4000 bytes) answers 400
+    naming ``findings.0.location`` and the byte rule, and changes nothing (PostgreSQL
+    cannot index it: it once answered 500)."""
+    store(team, "production", "STRIPE_KEY", LEAKED)
+    longest = "\u00e9" * ((MAX_LOCATION_BYTES - 2) // 2) + ":1"
+    assert len(longest.encode("utf-8")) == MAX_LOCATION_BYTES
+    nonce = new_nonce()
+    finding = {"fingerprint": keyed_fingerprint(nonce, LEAKED), "rule_id": "st"}
+    body = {"nonce": encode_nonce(nonce), "findings": [{**finding, "location": longest}]}
+    response = team.client.post(MATCH, json=body, headers=bearer(team.owner))
+    assert response.status_code == 200, response.text
+    assert len(response.json()["matches"]) == 1
+    assert [row["location"] for row in exposure_rows(team)] == [longest]
+    before = row_counts(team.services.engine)
+    # Random, so that PostgreSQL cannot compress the index entry below its size limit.
+    pick = random.Random(8)
+    too_long = "".join(chr(pick.randrange(0x20000, 0x2A6E0)) for _ in range(1000))
+    body = {"nonce": encode_nonce(nonce), "findings": [{**finding, "location": too_long}]}
+    response = team.client.post(MATCH, json=body, headers=bearer(team.owner))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["field"] == "findings.0.location"
+    assert f"{MAX_LOCATION_BYTES} bytes" in error["message"]
+    assert row_counts(team.services.engine) == before
 
 
 def test_the_api_answers_matches_by_index(team: Team) -> None:

@@ -17,7 +17,7 @@ from coffer.crypto.scan_fingerprints import (
 )
 from coffer.domain.errors import InvalidInput
 from coffer.domain.events import Event, event_pattern_matches, parse_event_pattern
-from coffer.domain.exposures import MAX_FINDINGS, MAX_LOCATION_CHARS
+from coffer.domain.exposures import MAX_FINDINGS, MAX_LOCATION_BYTES, parse_finding
 from coffer.scanner.findings import Finding
 
 SECRET = "xoxb-000000000000-fake-leaked-value"  # fake, Slack-shaped
@@ -92,7 +92,17 @@ def test_location_names_path_line_and_commit_and_cleans_control_characters() -> 
     assert location_of(finding(commit="0123456789abcdef0123")) == "app/config.py:7@0123456789ab"
     assert location_of(finding(path="evil\x1b[2J.txt")) == "evil?[2J.txt:7"
     long = location_of(finding(path="d/" * 1000 + "leak.py"))
-    assert len(long) == MAX_LOCATION_CHARS and long.startswith("...") and long.endswith("leak.py:7")
+    assert len(long) == MAX_LOCATION_BYTES and long.startswith("...") and long.endswith("leak.py:7")
+
+
+def test_a_long_non_ascii_location_is_cut_to_the_servers_byte_limit() -> None:
+    """A path of 900 four-byte characters (under the limit in characters, four times over
+    it in bytes) is cut at a character boundary to at most ``MAX_LOCATION_BYTES`` of UTF-8,
+    keeping its end, and the server's own check accepts it."""
+    long = location_of(finding(path="\U0001f511" * 900 + "/leak.py"))
+    assert len(long.encode("utf-8")) <= MAX_LOCATION_BYTES
+    assert long.startswith("...\U0001f511") and long.endswith("/leak.py:7")
+    assert parse_finding(0, "a" * 64, "r", long).location == long
 
 
 def test_batches_stay_under_the_size_and_count_limits() -> None:

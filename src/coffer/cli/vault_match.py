@@ -14,7 +14,7 @@ from typing import Any
 
 from coffer.crypto.scan_fingerprints import encode_nonce, keyed_fingerprint, new_nonce
 from coffer.domain.errors import CofferError
-from coffer.domain.exposures import MAX_FINDINGS, MAX_LOCATION_CHARS, MAX_RULE_ID_CHARS
+from coffer.domain.exposures import MAX_FINDINGS, MAX_LOCATION_BYTES, MAX_RULE_ID_CHARS
 from coffer.scanner.findings import Finding
 from coffer.scanner.vault_link import VaultMatch
 
@@ -25,11 +25,16 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _FINGERPRINT_ITEM_BYTES = 64
 
 
-def _clean(text: str, limit: int) -> str:
-    """``text`` with control characters shown as "?" and, when longer than ``limit``,
-    its beginning replaced by "..." (the end of a path says most)."""
-    cleaned = _CONTROL.sub("?", text) or "?"
-    return cleaned if len(cleaned) <= limit else "..." + cleaned[-(limit - 3) :]
+def _clean(text: str, max_bytes: int) -> str:
+    """``text`` with control characters and lone surrogates shown as "?" and, when its
+    UTF-8 form is longer than ``max_bytes``, its beginning replaced by "..." so that it fits
+    (the end of a path says most; whole characters only). Never longer than ``max_bytes``
+    characters either, so it meets a limit in characters of the same number."""
+    cleaned = _CONTROL.sub("?", text).encode("utf-8", "replace").decode("utf-8") or "?"
+    if len(cleaned.encode("utf-8")) <= max_bytes:
+        return cleaned
+    tail = cleaned.encode("utf-8")[-(max_bytes - 3) :].decode("utf-8", "ignore")
+    return "..." + tail
 
 
 def location_of(finding: Finding) -> str:
@@ -38,7 +43,7 @@ def location_of(finding: Finding) -> str:
     where = f"{finding.path}:{finding.line}"
     if finding.commit:
         where = f"{where}@{finding.commit[:12]}"
-    return _clean(where, MAX_LOCATION_CHARS)
+    return _clean(where, MAX_LOCATION_BYTES)
 
 
 def _batches(

@@ -17,7 +17,10 @@ from coffer.domain.errors import InvalidInput
 
 MAX_FINDINGS = 10_000
 MAX_RULE_ID_CHARS = 128
-MAX_LOCATION_CHARS = 1024
+# Locations are bounded in UTF-8 bytes, not characters: (secret_id, version, location) is a
+# unique index, and PostgreSQL refuses an index entry above about 2.7 KB, which 1024
+# characters of non-ASCII text exceed.
+MAX_LOCATION_BYTES = 1024
 # Versions of each secret compared with a scan's fingerprints: the newest ones. An older
 # value has been replaced this many times since; matching it would tell little, and the
 # bound keeps a match request's work proportional to the number of secrets.
@@ -37,11 +40,20 @@ class ReportedFinding:
     location: str
 
 
-def _text_field(value: object, field: str, limit: int) -> str:
+def _text_field(value: object, field: str, *, max_chars: int, max_bytes: int | None = None) -> str:
+    """Returns ``value`` when it is non-empty text of at most ``max_chars`` characters (and
+    ``max_bytes`` bytes of UTF-8) without control characters; raises InvalidInput naming
+    ``field`` otherwise (also for lone surrogates, which have no UTF-8 form)."""
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{field} must be a non-empty string", field=field)
-    if len(value) > limit:
-        raise InvalidInput(f"{field} must be at most {limit} characters", field=field)
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field} must be valid Unicode text", field=field) from None
+    if len(value) > max_chars:
+        raise InvalidInput(f"{field} must be at most {max_chars} characters", field=field)
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidInput(f"{field} must be at most {max_bytes} bytes of UTF-8", field=field)
     if _CONTROL.search(value):
         raise InvalidInput(f"{field} must not contain control characters", field=field)
     return value
@@ -52,8 +64,9 @@ def parse_finding(
 ) -> ReportedFinding:
     """Returns finding number ``index`` of a request. Raises InvalidInput naming the field
     (``findings.3.fingerprint``) when the fingerprint is not 64 lowercase hex characters, or
-    the rule id (at most 128 characters) or location (at most 1024) is empty, too long or
-    holds control characters. Messages never echo a fingerprint."""
+    the rule id (at most 128 characters) or location (at most 1024 bytes of UTF-8) is
+    empty, too long, not valid Unicode or holds control characters. Messages never echo a
+    fingerprint."""
     where = f"findings.{index}"
     if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
         raise InvalidInput(
@@ -62,8 +75,13 @@ def parse_finding(
         )
     return ReportedFinding(
         fingerprint=fingerprint,
-        rule_id=_text_field(rule_id, f"{where}.rule_id", MAX_RULE_ID_CHARS),
-        location=_text_field(location, f"{where}.location", MAX_LOCATION_CHARS),
+        rule_id=_text_field(rule_id, f"{where}.rule_id", max_chars=MAX_RULE_ID_CHARS),
+        location=_text_field(
+            location,
+            f"{where}.location",
+            max_chars=MAX_LOCATION_BYTES,
+            max_bytes=MAX_LOCATION_BYTES,
+        ),
     )
 
 
