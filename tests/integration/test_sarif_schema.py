@@ -29,7 +29,13 @@ from coffer.scanner.runner import ScanResult, run_scan
 from coffer.scanner.samples import generate
 from coffer.scanner.sarif import render_sarif
 from coffer.scanner.sources import path_listing
-from tests.unit.test_scanner_reports import EMPTY, RULES, sample_matches, sample_result
+from tests.unit.test_scanner_reports import (
+    EMPTY,
+    RULES,
+    pem_result,
+    sample_matches,
+    sample_result,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CACHE = REPOSITORY / ".cache" / "sarif"
@@ -142,8 +148,11 @@ def _assert_github_accepts(document: dict[str, Any]) -> None:
             assert unquote(uri).strip() and " " not in uri and uri.isascii(), uri
             assert artifact["uriBaseId"] == "%SRCROOT%"
             region = location["physicalLocation"]["region"]
-            assert region["startLine"] >= 1
-            assert region["endColumn"] > region["startColumn"] >= 1
+            assert region["startLine"] >= 1 and region["startColumn"] >= 1
+            if region.get("endLine", region["startLine"]) == region["startLine"]:
+                assert region["endColumn"] > region["startColumn"]
+            else:
+                assert region["endLine"] > region["startLine"] and region["endColumn"] >= 1
 
 
 def _scanned_folder(root: Path) -> ScanResult:
@@ -191,6 +200,18 @@ def test_sarif_of_a_real_folder_scan_is_valid(
         for r in document["runs"][0]["results"]
     }
     assert uris == {"src/settings.py", "deploy%20dir/ci.yaml"}
+
+
+def test_sarif_of_a_multi_line_secret_is_valid(sarif_validator: Draft202012Validator) -> None:
+    """A PEM key's region, from its first line to its last, is schema-valid and ends on the
+    key's last line."""
+    pem = pem_result()
+    document = json.loads(render_sarif(pem, RULES))
+    assert _errors(sarif_validator, document) == []
+    _assert_github_accepts(document)
+    [result] = document["runs"][0]["results"]
+    region = result["locations"][0]["physicalLocation"]["region"]
+    assert (region["startLine"], region["endLine"]) == (2, pem.findings[0].end_line)
 
 
 def test_sarif_of_a_clean_scan_is_valid(sarif_validator: Draft202012Validator) -> None:

@@ -89,6 +89,15 @@ def assert_no_plaintext(rendered: str, result: ScanResult) -> None:
 EMPTY = ScanResult(findings=[], skipped=[], files_scanned=3, bytes_scanned=1200, seconds=0.01)
 
 
+def pem_result() -> ScanResult:
+    """A scan that found one RSA private key in ``keys/deploy.pem``, from line 2 to its last."""
+    key = _secret("private-key-rsa", "pem")
+    finding = _found(f"# deploy key\n{key}\n", "keys/deploy.pem")
+    assert (finding.line, finding.end_line) == (2, 2 + key.count("\n"))
+    assert finding.end_line > finding.line
+    return replace(EMPTY, findings=[finding], files_scanned=1)
+
+
 def test_text_report_shows_each_finding_masked_with_its_place_and_rule() -> None:
     """Each finding's block starts 'path:line:column  rule  title  masked' and no secret shows."""
     result = sample_result()
@@ -197,6 +206,7 @@ def test_json_report_has_every_field_and_masks_the_secret() -> None:
             "path",
             "line",
             "column",
+            "end_line",
             "end_column",
             "secret",
             "fingerprint",
@@ -208,9 +218,10 @@ def test_json_report_has_every_field_and_masks_the_secret() -> None:
         ]
         assert record["secret"] == finding.masked
         assert record["fingerprint"] == finding.fingerprint
-        assert (record["line"], record["column"], record["end_column"]) == (
+        assert (record["line"], record["column"], record["end_line"], record["end_column"]) == (
             finding.line,
             finding.column,
+            finding.end_line,
             finding.end_column,
         )
     history = records["infra/old keys/ünïcode.tf"]
@@ -248,3 +259,33 @@ def test_json_report_of_a_clean_scan() -> None:
     document = json.loads(render_json(EMPTY))
     assert document["findings"] == []
     assert document["summary"]["findings"] == 0
+
+
+def test_reports_of_a_multi_line_secret_name_its_first_and_last_line() -> None:
+    """A PEM key shows as 'path:2-<last>:1' in the text report and with its end_line in JSON,
+    masked on one line."""
+    result = pem_result()
+    [finding] = result.findings
+    last = finding.end_line
+    text = render_text(result)
+    assert_no_plaintext(text, result)
+    assert text.startswith(f"keys/deploy.pem:2-{last}:1  private-key-rsa  {finding.title}  ")
+    assert finding.masked in text.splitlines()[0]
+    [record] = json.loads(render_json(result))["findings"]
+    assert (record["line"], record["end_line"], record["end_column"]) == (2, last, 30)
+
+
+def test_findings_that_tie_on_place_and_rule_still_sort_one_way() -> None:
+    """Findings that share path, line, column, commit and rule but differ in end column or in
+    secret render in one order, whatever order the scan gave them in."""
+    base = sample_result().findings[0]
+    others = [
+        replace(base, end_column=base.end_column + 1),
+        replace(base, secret=_secret("aws-access-key-id", "tie-1")),
+        replace(base, secret=_secret("aws-access-key-id", "tie-2")),
+    ]
+    findings = [base, *others]
+    forward = replace(EMPTY, findings=findings)
+    backward = replace(EMPTY, findings=list(reversed(findings)))
+    assert render_json(forward) == render_json(backward)
+    assert render_text(forward) == render_text(backward)

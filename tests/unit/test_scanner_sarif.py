@@ -17,6 +17,7 @@ from tests.unit.test_scanner_reports import (
     EMPTY,
     RULES,
     assert_no_plaintext,
+    pem_result,
     sample_matches,
     sample_result,
 )
@@ -184,3 +185,18 @@ def test_rule_names_are_pascal_case() -> None:
     """Rule ids become the PascalCase names SARIF viewers show."""
     assert rule_name("aws-access-key-id") == "AwsAccessKeyId"
     assert rule_name("coffer-token") == "CofferToken"
+
+
+def test_a_multi_line_secret_has_an_end_line() -> None:
+    """A PEM key's region runs from its first line and column to its last line, with the end
+    column counted on that last line."""
+    result = pem_result()
+    [finding] = result.findings
+    [run] = _sarif(result)["runs"]
+    [sarif_result] = run["results"]
+    assert sarif_result["locations"][0]["physicalLocation"]["region"] == {
+        "startLine": 2,
+        "startColumn": 1,
+        "endLine": finding.end_line,
+        "endColumn": finding.end_column,
+    }

@@ -4,14 +4,16 @@ Shape (``version`` changes only when a field changes meaning or goes away)::
 
     {"version": 1,
      "findings": [{"rule_id", "title", "kind", "severity", "path", "line", "column",
-                   "end_column", "secret" (masked), "fingerprint", "verified",
+                   "end_line", "end_column", "secret" (masked), "fingerprint", "verified",
                    "commit", "author", "date",
                    "vault": {"project", "environment", "key", "version", "current"} or null}],
      "skipped": [{"path", "reason"}],
      "summary": {"findings", "files_scanned", "bytes_scanned", "seconds"}}
 
-Findings are ordered by path, line, column, commit and rule; skipped files by path, so the same
-scan renders the same text.
+``end_line`` is the line the secret ends on (after ``line`` for a multi-line secret such as a
+PEM key) and ``end_column`` the column after its last character on that line. Findings are
+ordered by path, line, column, end, commit, rule and fingerprint; skipped files by path, so the
+same scan renders the same text.
 """
 
 from __future__ import annotations
@@ -21,18 +23,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from coffer.scanner.findings import Finding
-from coffer.scanner.runner import ScanResult, Skipped
+from coffer.scanner.runner import ScanResult, Skipped, finding_order
 from coffer.scanner.vault_link import VaultMatch
 
 JSON_VERSION = 1
 
 
 def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
-    """Returns ``findings`` in report order: by path, line, column, commit, then rule id."""
-    return sorted(
-        findings,
-        key=lambda f: (f.path, f.line, f.column, f.commit or "", f.rule_id, f.end_column),
-    )
+    """Returns ``findings`` in report order (``runner.finding_order``)."""
+    return sorted(findings, key=finding_order)
 
 
 def sorted_skipped(skipped: Iterable[Skipped]) -> list[Skipped]:
@@ -69,6 +68,7 @@ def finding_record(finding: Finding, match: VaultMatch | None) -> dict[str, Any]
         "path": finding.path,
         "line": finding.line,
         "column": finding.column,
+        "end_line": finding.end_line,
         "end_column": finding.end_column,
         "secret": finding.masked,
         "fingerprint": finding.fingerprint,

@@ -9,10 +9,11 @@
     1 secret in 1 file; 214 files (3.2 MB) scanned in 0.41 s
     skipped assets/big.bin: larger than 10 MB
 
-A checksum-verified token ends its first line with ``verified``; ``commit`` lines appear for
-findings in git history and ``vault`` lines for findings the vault recognised. A clean scan says
-``No secrets found``. Characters that could drive a terminal (escape sequences in a file name,
-say) are shown escaped.
+A secret that spans several lines (a PEM private key) shows its first and last line, as in
+``keys/deploy.pem:1-27:1``. A checksum-verified token ends its first line with ``verified``;
+``commit`` lines appear for findings in git history and ``vault`` lines for findings the vault
+recognised. A clean scan says ``No secrets found``. Characters that could drive a terminal
+(escape sequences in a file name, say) are shown escaped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from coffer.scanner.findings import Finding
 from coffer.scanner.report_json import sorted_findings, sorted_skipped
 from coffer.scanner.runner import ScanResult
+from coffer.scanner.text_safety import escape_unprintable as _safe
 from coffer.scanner.vault_link import VaultMatch
 
 _RESET = "\x1b[0m"
@@ -58,7 +60,7 @@ def render_text(
 
 
 def _finding_block(finding: Finding, match: VaultMatch | None, paint: _Paint) -> str:
-    where = f"{_safe(finding.path)}:{finding.line}:{finding.column}"
+    where = f"{_safe(finding.path)}:{_lines(finding)}:{finding.column}"
     head = [
         paint(where, _BOLD),
         paint(finding.rule_id, _SEVERITY_COLORS.get(finding.severity, "")),
@@ -85,6 +87,13 @@ def _finding_block(finding: Finding, match: VaultMatch | None, paint: _Paint) ->
     return "\n".join(lines)
 
 
+def _lines(finding: Finding) -> str:
+    """``12`` for a secret on one line, ``12-38`` for one that spans lines 12 to 38."""
+    if finding.end_line > finding.line:
+        return f"{finding.line}-{finding.end_line}"
+    return str(finding.line)
+
+
 def _summary(result: ScanResult, paint: _Paint) -> str:
     scanned = (
         f"{_count(result.files_scanned, 'file')} ({result.bytes_scanned / (1 << 20):.1f} MB) "
@@ -99,13 +108,6 @@ def _summary(result: ScanResult, paint: _Paint) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
-def _safe(text: str) -> str:
-    """Returns ``text`` with control and other unprintable characters escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 class _Paint:

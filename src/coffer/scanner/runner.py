@@ -36,6 +36,7 @@ __all__ = [
     "ScanResult",
     "Skipped",
     "default_workers",
+    "finding_order",
     "run_scan",
 ]
 
@@ -53,8 +54,8 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class ScanResult:
-    """What a scan found: findings sorted by path, line, column (then commit and rule), the
-    notes on skipped files, how many files and bytes were scanned, and the wall time."""
+    """What a scan found: findings in ``finding_order``, the notes on skipped files (by path),
+    how many files and bytes were scanned, and the wall time."""
 
     findings: list[Finding]
     skipped: list[Skipped]
@@ -92,8 +93,10 @@ def run_scan(
     ``workers`` (default: the CPUs available) caps the worker processes; 1 scans in this
     process. Findings that ``allowlist`` allows are left out; items with ``added_lines``
     report findings on those lines only; findings in git blobs carry the blob's commit,
-    author and date. ``listing.skipped`` and the files found binary, too large or unreadable
-    while reading make up ``skipped``.
+    author and date, and a secret met again at the same path in a later commit (every later
+    version of a file holds it too) is reported once, at the earliest commit that has it there.
+    ``listing.skipped`` and the files found binary, too large or unreadable while reading make
+    up ``skipped``.
     """
     started = time.perf_counter()
     items = listing.items
@@ -113,7 +116,8 @@ def run_scan(
         skipped.extend(outcome.skipped)
         files += outcome.files
         scanned_bytes += outcome.bytes
-    findings.sort(key=_finding_order)
+    findings = _first_commit_only(findings, items)
+    findings.sort(key=finding_order)
     skipped.sort(key=lambda note: (note.path, note.reason))
     return ScanResult(
         findings=findings,
@@ -124,8 +128,38 @@ def run_scan(
     )
 
 
-def _finding_order(finding: Finding) -> tuple[str, int, int, str, str]:
-    return (finding.path, finding.line, finding.column, finding.commit or "", finding.rule_id)
+def finding_order(finding: Finding) -> tuple[str, int, int, int, int, str, str, str]:
+    """The key findings are reported in: path, line, column, end line, end column, commit,
+    rule id, then fingerprint, so that no two different findings tie and the same scan always
+    renders the same report."""
+    return (
+        finding.path,
+        finding.line,
+        finding.column,
+        finding.end_line,
+        finding.end_column,
+        finding.commit or "",
+        finding.rule_id,
+        finding.fingerprint,
+    )
+
+
+def _first_commit_only(findings: list[Finding], items: Sequence[ScanItem]) -> list[Finding]:
+    """Drops history findings whose secret already shows at the same path in an earlier
+    commit. Commits are ranked by where their first item is in ``items`` (a history listing
+    is oldest first, parents before children); findings without a commit are all kept."""
+    rank: dict[str, int] = {}
+    for position, item in enumerate(items):
+        if item.commit is not None:
+            rank.setdefault(item.commit, position)
+    if not rank:
+        return findings
+    first: dict[tuple[str, str], int] = {}
+    for finding in findings:
+        if finding.commit is not None:
+            key, place = (finding.path, finding.secret), rank[finding.commit]
+            first[key] = min(first.get(key, place), place)
+    return [f for f in findings if f.commit is None or rank[f.commit] == first[(f.path, f.secret)]]
 
 
 @dataclass

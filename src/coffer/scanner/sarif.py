@@ -4,8 +4,9 @@ One run whose ``tool.driver`` is coffer; its ``rules`` are the rules the results
 with tags ``security``, ``secret`` and its kind, and a ``security-severity`` score GitHub reads as
 critical/high/medium/low). Each result carries the rule, a level (``error`` for critical and high,
 ``warning`` for medium, ``note`` for low), a message with the title and the masked secret (never
-the plaintext), a location relative to ``%SRCROOT%`` (the repository root), and the secret's
-content fingerprint in ``partialFingerprints`` so that GitHub tracks an alert across moves.
+the plaintext), a location relative to ``%SRCROOT%`` (the repository root; a multi-line secret
+such as a PEM key has an ``endLine``), and the secret's content fingerprint in
+``partialFingerprints`` so that GitHub tracks an alert across moves.
 Columns count Unicode code points (``columnKind``), as ``Finding`` does. Skipped files become
 tool notifications of the run's invocation.
 """
@@ -25,13 +26,13 @@ from coffer.scanner.findings import Finding
 from coffer.scanner.report_json import sorted_findings, sorted_skipped, vault_record
 from coffer.scanner.rules import Rule, RuleSet
 from coffer.scanner.runner import ScanResult
+from coffer.scanner.sources import STDIN_PATH
 from coffer.scanner.vault_link import VaultMatch
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
 SRCROOT = "%SRCROOT%"
 FINGERPRINT_KEY = "secretFingerprint/v1"
-STDIN_PATH = "<stdin>"
 STDIN_URI = "stdin"
 LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
 # GitHub maps security-severity to labels: > 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium, else low.
@@ -186,16 +187,30 @@ def _result(
             {
                 "physicalLocation": {
                     "artifactLocation": artifact_location(finding.path, root),
-                    "region": {
-                        "startLine": finding.line,
-                        "startColumn": finding.column,
-                        "endColumn": max(finding.end_column, finding.column + 1),
-                    },
+                    "region": region(finding),
                 }
             }
         ],
         "partialFingerprints": {FINGERPRINT_KEY: finding.fingerprint},
         "properties": properties,
+    }
+
+
+def region(finding: Finding) -> dict[str, int]:
+    """Returns the SARIF ``region`` of a finding: its start line and column, and the column
+    after its last character, with ``endLine`` when the secret ends on a later line (then
+    ``endColumn`` counts on that line). A region is never empty."""
+    if finding.end_line > finding.line:
+        return {
+            "startLine": finding.line,
+            "startColumn": finding.column,
+            "endLine": finding.end_line,
+            "endColumn": max(finding.end_column, 1),
+        }
+    return {
+        "startLine": finding.line,
+        "startColumn": finding.column,
+        "endColumn": max(finding.end_column, finding.column + 1),
     }
 
 
