@@ -120,12 +120,13 @@ def test_a_missing_baseline_is_empty_and_is_created_on_write(tmp_path: Path) -> 
 
 
 def test_paths_that_would_break_the_line_format_are_escaped(tmp_path: Path) -> None:
-    """A path with a newline, a tab or spaces is written on one line and reads back."""
+    """A path with a newline, a tab, a line separator or spaces is written on one line and
+    reads back."""
     baseline = tmp_path / ".coffer-baseline"
-    findings = _scan(f"K = '{_key('odd')}'\n", path="odd\nname\twith space.py")
+    findings = _scan(f"K = '{_key('odd')}'\n", path="odd\nname\twith space\u2028.py")
     write_baseline(baseline, findings)
     [line] = _entries(baseline)
-    assert line.endswith("odd\\nname\\twith space.py")
+    assert line.endswith("odd\\nname\\twith space\\u2028.py")
     assert load_baseline(baseline) == {findings[0].fingerprint}
 
 

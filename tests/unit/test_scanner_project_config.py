@@ -12,7 +12,6 @@ from coffer.domain.errors import InvalidInput
 from coffer.scanner.allowlist import Allowlist
 from coffer.scanner.findings import Finding
 from coffer.scanner.project_config import (
-    DEFAULT_MAX_FILE_BYTES,
     ProjectConfig,
     baseline_path,
     load_project_config,
@@ -22,6 +21,7 @@ from coffer.scanner.project_config import (
 )
 from coffer.scanner.rules import builtin_rules
 from coffer.scanner.samples import generate
+from coffer.scanner.sources import DEFAULT_MAX_FILE_BYTES
 
 BUILTIN = builtin_rules()
 CUSTOM_RULE = """

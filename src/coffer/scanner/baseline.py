@@ -21,6 +21,7 @@ from pathlib import Path
 
 from coffer.domain.errors import InvalidInput
 from coffer.scanner.findings import FINGERPRINT_CHARS, Finding
+from coffer.scanner.text_safety import escape_unprintable
 
 HEADER = """\
 # coffer scan baseline: findings accepted as known; `coffer scan` does not report them again.
@@ -87,8 +88,7 @@ def _read_entries(path: Path) -> dict[str, str]:
 
 def _one_line(path: str) -> str:
     """Returns ``path`` on one line: characters that would break the format are escaped."""
-    escaped = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in path)
-    return escaped.strip() or "?"
+    return escape_unprintable(path).strip() or "?"
 
 
 def _replace(path: Path, text: str) -> None:

@@ -40,9 +40,9 @@ import pathspec
 
 from coffer.domain.errors import InvalidInput
 from coffer.scanner.rules import Rule, RuleSet, builtin_rules, rule_from_table
+from coffer.scanner.sources import DEFAULT_MAX_FILE_BYTES
 
 CONFIG_FILE_NAME = ".coffer-scan.toml"
-DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 
 _SECTIONS: dict[str, frozenset[str]] = {
     "scan": frozenset({"disable_rules", "max_file_size", "baseline"}),
