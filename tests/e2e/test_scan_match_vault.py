@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from coffer.cli import vault_match
 from coffer.cli.vault_match import match_vault
 from coffer.crypto.scan_fingerprints import encode_nonce
 from coffer.scanner.findings import Finding
@@ -254,6 +255,32 @@ def test_match_vault_returns_matches_keyed_by_finding_fingerprint(
         1,
         True,
     )
+
+
+def test_one_scan_sends_every_batch_under_one_nonce_with_its_project(
+    cli: Cli, leak: Leak, proxy: RecordingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Findings split into one batch each go in two requests under the same nonce, both
+    naming the project given; the stored one is matched; a second call uses a new nonce."""
+    for name in ("COFFER_TOKEN", "COFFER_CONFIG", "HOME"):
+        monkeypatch.setenv(name, cli.env[name])
+    monkeypatch.setenv("COFFER_ADDR", proxy.addr)
+    real_batches = vault_match._batches
+    monkeypatch.setattr(
+        vault_match, "_batches", lambda findings: real_batches(findings, max_count=1)
+    )
+    findings = [
+        Finding("github-pat", "GitHub", "vcs", "high", "b.sh", 1, 1, 9, leak.unrelated),
+        Finding("stripe-secret-key", "Stripe", "payment", "critical", "a.py", 3, 1, 9, leak.stored),
+    ]
+    matches = match_vault(findings, project=leak.project)
+    assert [m.key for m in matches.values()] == ["STRIPE_KEY"]
+    match_vault(findings[:1], project=leak.project)
+    sent = [json.loads(r.body) for r in proxy.requests if r.path == "/api/v1/exposures/match"]
+    assert [len(body["findings"]) for body in sent] == [1, 1, 1]
+    assert {body["project"] for body in sent} == {leak.project}
+    assert sent[0]["nonce"] == sent[1]["nonce"] != sent[2]["nonce"]
+    assert leak.stored not in proxy.sent_text()
 
 
 @pytest.mark.parametrize("nonce", [encode_nonce(b"n" * 8), encode_nonce(b"n" * 80), "%%%"])

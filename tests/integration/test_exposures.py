@@ -6,20 +6,23 @@ test adds what it needs. Fingerprints are made the way the CLI makes them."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from coffer.api.app import create_app
 from coffer.bootstrap import build_services
 from coffer.bootstrap.operator import backup_vault, restore_vault
 from coffer.config import Settings
 from coffer.crypto.scan_fingerprints import encode_nonce, keyed_fingerprint, new_nonce
-from coffer.domain.errors import InvalidInput, NotFound
+from coffer.domain.errors import InvalidInput, NotFound, TooLarge
 from coffer.domain.exposures import (
     MAX_FINDINGS,
     MAX_LOCATION_BYTES,
@@ -30,6 +33,7 @@ from coffer.domain.models import CallContext
 from coffer.domain.read_limits import ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.exposures import parse_match_request
+from coffer.services.secret_ops import SecretCipher
 from coffer.storage.tables import audit_log, secret_exposures, secret_versions, secrets
 from tests.integration.api_helpers import all_rows_text, row_counts
 from tests.integration.team_helpers import API, CLIENT_ADDRESS, Team, bearer
@@ -47,9 +51,16 @@ def ctx_of(team: Team, token: str) -> CallContext:
     )
 
 
-def request_for(secrets: Sequence[str], location: str = "src/settings.py:12") -> MatchRequest:
-    """A match request for ``secrets`` as the CLI builds it, under a fresh nonce."""
-    nonce = new_nonce()
+def request_for(
+    secrets: Sequence[str],
+    location: str = "src/settings.py:12",
+    *,
+    nonce: bytes | None = None,
+    project: str | None = None,
+) -> MatchRequest:
+    """A match request for ``secrets`` as the CLI builds it, under ``nonce`` (a fresh one
+    by default)."""
+    nonce = new_nonce() if nonce is None else nonce
     return parse_match_request(
         encode_nonce(nonce),
         [
@@ -60,7 +71,23 @@ def request_for(secrets: Sequence[str], location: str = "src/settings.py:12") ->
             }
             for secret in secrets
         ],
+        project,
     )
+
+
+@pytest.fixture
+def decryptions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The keys of every version the secret cipher opens from now on (the real cipher
+    still opens them)."""
+    opened: list[str] = []
+    real_open = SecretCipher.open_with
+
+    def counting_open(self: SecretCipher, *args: Any) -> SecretValue:
+        opened.append(args[3])
+        return real_open(self, *args)
+
+    monkeypatch.setattr(SecretCipher, "open_with", counting_open)
+    yield opened
 
 
 def store(team: Team, env: str, key: str, value: str) -> int:
@@ -218,6 +245,103 @@ def test_a_secret_out_of_reads_gives_no_match(team: Team) -> None:
     assert match.key == "LEFT"
     left = team.services.secrets.info(owner, "app", "staging", "LEFT")
     assert left.limits.read_count == 0
+
+
+def test_later_batches_under_the_same_nonce_decrypt_nothing(
+    team: Team, decryptions: list[str]
+) -> None:
+    """The first batch of a scan opens each readable version once; a second batch under the
+    same nonce opens none yet still matches and records its leak; a new scan (new nonce)
+    and another caller under the same nonce compute afresh."""
+    store(team, "production", "STRIPE_KEY", LEAKED)
+    store(team, "development", "DEV_KEY", "dev-only-value-123456")
+    owner = ctx_of(team, team.owner)
+    nonce = new_nonce()
+    assert team.services.exposures.match(owner, request_for([UNRELATED], nonce=nonce)) == []
+    first = len(decryptions)
+    assert first == 3  # db/password, STRIPE_KEY, DEV_KEY
+    [match] = team.services.exposures.match(owner, request_for([LEAKED], "later.py:9", nonce=nonce))
+    assert (match.key, match.current) == ("STRIPE_KEY", True)
+    assert len(decryptions) == first
+    assert [row["location"] for row in exposure_rows(team)] == ["later.py:9"]
+    team.services.exposures.match(owner, request_for([LEAKED]))
+    assert len(decryptions) == 2 * first
+    robot = ctx_of(team, machine_token(team, "dev-robot", "app:development:read"))
+    assert team.services.exposures.match(robot, request_for([LEAKED], nonce=nonce)) == []
+    assert decryptions[2 * first :] == ["DEV_KEY"]
+
+
+def test_a_version_sealed_after_the_first_batch_is_not_recorded(team: Team) -> None:
+    """A secret sealed between two batches of one scan is neither matched nor recorded by
+    the second, although its fingerprint was computed for the first."""
+    owner = ctx_of(team, team.owner)
+    team.services.secrets.set(
+        owner,
+        "app",
+        "production",
+        "ONE_READ",
+        SecretValue(LEAKED),
+        limits=ReadLimits(max_reads=1, burn=False),
+    )
+    nonce = new_nonce()
+    assert team.services.exposures.match(owner, request_for([UNRELATED], nonce=nonce)) == []
+    team.services.secrets.get(owner, "app", "production", "ONE_READ")
+    assert team.services.exposures.match(owner, request_for([LEAKED], nonce=nonce)) == []
+    assert exposure_rows(team) == [] and exposed_entries(team) == []
+
+
+def test_the_project_field_limits_the_comparison(team: Team, decryptions: list[str]) -> None:
+    """With ``project`` only that project's secrets are opened and matched; an unknown
+    project is NotFound and a malformed name InvalidInput, both naming ``project``."""
+    store(team, "production", "STRIPE_KEY", LEAKED)
+    owner_token = bearer(team.owner)
+    made = team.client.post(f"{API}/projects", json={"name": "other"}, headers=owner_token)
+    assert made.status_code == 201, made.text
+    owner = ctx_of(team, team.owner)
+    team.services.secrets.set(owner, "other", "production", "ELSEWHERE", SecretValue(LEAKED))
+    matches = team.services.exposures.match(owner, request_for([LEAKED], project="other"))
+    assert [(m.project, m.key) for m in matches] == [("other", "ELSEWHERE")]
+    assert decryptions == ["ELSEWHERE"]
+    with pytest.raises(NotFound) as missing:
+        team.services.exposures.match(owner, request_for([LEAKED], project="nosuch"))
+    assert missing.value.field == "project"
+    with pytest.raises(InvalidInput) as malformed:
+        request_for([LEAKED], project="no such/project")
+    assert malformed.value.field == "project"
+
+
+def test_more_versions_than_the_bound_answer_413_naming_project(team: Team) -> None:
+    """A service bound to 2 versions per request refuses a caller whose readable secrets
+    hold 3 (413 ``too_large`` naming ``project``, nothing recorded) and matches when the
+    request names a project within the bound."""
+    store(team, "production", "STRIPE_KEY", LEAKED)  # with db/password: 2 versions in app
+    owner_token = bearer(team.owner)
+    team.client.post(f"{API}/projects", json={"name": "other"}, headers=owner_token)
+    team.services.secrets.set(
+        ctx_of(team, team.owner), "other", "production", "X", SecretValue("x-value-000001")
+    )
+    bounded = team.services.exposures.with_max_versions(2)
+    with pytest.raises(TooLarge) as refused:
+        bounded.match(ctx_of(team, team.owner), request_for([LEAKED]))
+    assert refused.value.field == "project"
+    assert "3 versions" in refused.value.message and "2" in refused.value.message
+    app = create_app(dataclasses.replace(team.services, exposures=bounded), max_body_bytes=1 << 20)
+    nonce = new_nonce()
+    body = {
+        "nonce": encode_nonce(nonce),
+        "findings": [
+            {"fingerprint": keyed_fingerprint(nonce, LEAKED), "rule_id": "st", "location": "a:1"}
+        ],
+    }
+    with TestClient(app) as client:
+        response = client.post(MATCH, json=body, headers=owner_token)
+        assert response.status_code == 413, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["field"]) == ("too_large", "project")
+        assert exposure_rows(team) == []
+        fits = client.post(MATCH, json=body | {"project": "app"}, headers=owner_token)
+    assert fits.status_code == 200, fits.text
+    assert [m["key"] for m in fits.json()["matches"]] == ["STRIPE_KEY"]
 
 
 def test_a_value_stored_twice_matches_both_secrets(team: Team) -> None:

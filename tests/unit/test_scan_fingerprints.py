@@ -19,6 +19,7 @@ from coffer.domain.errors import InvalidInput
 from coffer.domain.events import Event, event_pattern_matches, parse_event_pattern
 from coffer.domain.exposures import MAX_FINDINGS, MAX_LOCATION_BYTES, parse_finding
 from coffer.scanner.findings import Finding
+from coffer.services.exposures import CacheKey, FingerprintCache, FingerprintSet
 
 SECRET = "xoxb-000000000000-fake-leaked-value"  # fake, Slack-shaped
 
@@ -123,3 +124,54 @@ def test_webhooks_and_filters_may_name_secret_exposed() -> None:
     """``secret.exposed`` is in the one event vocabulary that webhooks and filters accept."""
     assert parse_event_pattern("secret.exposed", field="events") == "secret.exposed"
     assert event_pattern_matches("secret.*", Event.SECRET_EXPOSED.value)
+
+
+def test_request_body_names_the_project_only_when_given() -> None:
+    """A project given to the match goes in the body as ``project``; without one the body
+    has only the nonce and the findings."""
+    nonce = new_nonce()
+    assert set(_request_body(nonce, [finding()])) == {"nonce", "findings"}
+    assert _request_body(nonce, [finding()], "app")["project"] == "app"
+
+
+def fingerprint_set(versions: int) -> FingerprintSet:
+    """A fingerprint set standing for ``versions`` versions (no match in it)."""
+    return FingerprintSet(by_fingerprint={}, versions=versions)
+
+
+def cache_key(nonce: bytes, actor: str = "u1") -> CacheKey:
+    """A cache key of ``actor`` in organization o1 under ``nonce``, every project."""
+    return ("o1", "user", actor, "ann", nonce, None, frozenset({"env1"}))
+
+
+def test_fingerprint_sets_are_kept_about_a_minute_for_the_same_caller_only() -> None:
+    """A kept set is found again by the same key until ``seconds`` have passed, never by
+    another caller or another nonce."""
+    now = [100.0]
+    cache = FingerprintCache(seconds=60.0, clock=lambda: now[0])
+    found = fingerprint_set(3)
+    cache.put(cache_key(b"n" * 32), found)
+    assert cache.get(cache_key(b"n" * 32)) is found
+    assert cache.get(cache_key(b"n" * 32, actor="u2")) is None
+    assert cache.get(cache_key(b"m" * 32)) is None
+    now[0] = 159.9
+    assert cache.get(cache_key(b"n" * 32)) is found
+    now[0] = 160.0
+    assert cache.get(cache_key(b"n" * 32)) is None
+
+
+def test_fingerprint_cache_evicts_the_least_recently_used_beyond_its_bounds() -> None:
+    """Beyond ``entries`` sets or ``versions`` versions in all, the least recently used set
+    goes first; a set larger than the versions bound is not kept at all."""
+    cache = FingerprintCache(entries=2, versions=10)
+    first, second, third = (cache_key(bytes([n]) * 32) for n in (1, 2, 3))
+    cache.put(first, fingerprint_set(4))
+    cache.put(second, fingerprint_set(4))
+    assert cache.get(first) is not None  # first is now the most recently used
+    cache.put(third, fingerprint_set(1))
+    assert cache.get(second) is None and cache.get(first) is not None
+    cache.put(second, fingerprint_set(7))  # 4 + 1 + 7 > 10 and 4 + 7 > 10: both older go
+    assert cache.get(third) is None and cache.get(first) is None
+    assert cache.get(second) is not None
+    cache.put(first, fingerprint_set(11))
+    assert cache.get(first) is None and cache.get(second) is not None

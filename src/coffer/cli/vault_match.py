@@ -1,9 +1,10 @@
 """``coffer scan --match-vault``: asks the coffer server which findings are stored secrets,
 without ever sending a secret.
 
-Each request carries a fresh random nonce and, per finding, only the keyed fingerprint
+Each scan draws a fresh random nonce and sends, per finding, only the keyed fingerprint
 ``HMAC-SHA256(nonce, secret)`` (see ``crypto.scan_fingerprints``), the rule id and the
-location. Findings go in batches that stay well under the server's body limit."""
+location. Findings go in batches that stay well under the server's body limit, all under the
+scan's one nonce: the server then computes its side for the first batch only."""
 
 from __future__ import annotations
 
@@ -64,10 +65,13 @@ def _batches(
         yield batch
 
 
-def _request_body(nonce: bytes, batch: Sequence[Finding]) -> dict[str, Any]:
-    """The match request for ``batch``: the nonce and, per finding, only its keyed
-    fingerprint, rule id and location."""
-    return {
+def _request_body(
+    nonce: bytes, batch: Sequence[Finding], project: str | None = None
+) -> dict[str, Any]:
+    """The match request for ``batch``: the nonce, the project when one is given and, per
+    finding, only its keyed fingerprint, rule id and location."""
+    body: dict[str, Any] = {} if project is None else {"project": project}
+    return body | {
         "nonce": encode_nonce(nonce),
         "findings": [
             {
@@ -115,23 +119,27 @@ def _storable(secret: str) -> bool:
     return True
 
 
-def match_vault(findings: Sequence[Finding]) -> dict[str, VaultMatch]:
+def match_vault(
+    findings: Sequence[Finding], *, project: str | None = None
+) -> dict[str, VaultMatch]:
     """Returns the findings whose secret is stored in the vault (in a version the caller may
-    read), keyed by ``Finding.fingerprint``; when one secret is stored in several places the
-    current, newest version wins. Uses the CLI's server settings (COFFER_ADDR / COFFER_TOKEN
-    or ``coffer login``). Each request has a fresh random nonce and carries keyed
-    fingerprints, rule ids and locations, never a secret. The server records each match as
-    an exposure. Raises CofferError subclasses (ServerUnreachable, Unauthenticated, ...) on
-    failure."""
+    read, of ``project`` only when given), keyed by ``Finding.fingerprint``; when one secret
+    is stored in several places the current, newest version wins. Uses the CLI's server
+    settings (COFFER_ADDR / COFFER_TOKEN or ``coffer login``). Every request of one call
+    shares a fresh random nonce and carries keyed fingerprints, rule ids and locations, never
+    a secret. The server records each match as an exposure. Raises CofferError subclasses
+    (ServerUnreachable, Unauthenticated, NotFound for an unknown project, TooLarge when the
+    vault holds more versions than one match compares, ...) on failure."""
     sendable = [finding for finding in findings if _storable(finding.secret)]
     if not sendable:
         return {}
     from coffer.cli.common import api
 
+    nonce = new_nonce()
     matches: dict[str, VaultMatch] = {}
     with api() as client:
         for batch in _batches(sendable):
-            answer = client.send_json("POST", MATCH_PATH, _request_body(new_nonce(), batch))
+            answer = client.send_json("POST", MATCH_PATH, _request_body(nonce, batch, project))
             for match in _matches_of(answer, batch):
                 if _better(match, matches.get(match.fingerprint)):
                     matches[match.fingerprint] = match

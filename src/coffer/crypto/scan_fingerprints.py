@@ -1,11 +1,12 @@
 """Keyed fingerprints that let a scan ask the vault "is this one of yours?" without sending it.
 
-The client draws a fresh random nonce for each request and sends, for each finding,
-``HMAC-SHA256(nonce, secret as UTF-8)`` in hex together with the nonce. The server computes
-the same HMAC over each stored value the caller may read and compares. The plaintext never
-leaves the client, and since each request has its own nonce, a fingerprint seen once (in a
-proxy's log, say) says nothing about the next scan and cannot be looked up in a table built
-in advance. Both sides import this module, so they cannot drift apart.
+The client draws a fresh random nonce for each scan and sends, for each finding,
+``HMAC-SHA256(nonce, secret as UTF-8)`` in hex together with the nonce (every batch of one
+scan under the same nonce). The server computes the same HMAC over each stored value the
+caller may read and compares. The plaintext never leaves the client, and since each scan has
+its own nonce, a fingerprint seen once (in a proxy's log, say) says nothing about the next
+scan and cannot be looked up in a table built in advance. Both sides import this module, so
+they cannot drift apart.
 """
 
 from __future__ import annotations

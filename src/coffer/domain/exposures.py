@@ -25,6 +25,10 @@ MAX_LOCATION_BYTES = 1024
 # value has been replaced this many times since; matching it would tell little, and the
 # bound keeps a match request's work proportional to the number of secrets.
 VERSIONS_COMPARED = 20
+# Stored versions one match request may compare in all (each is decrypted and hashed). A
+# caller whose readable secrets hold more is refused (TooLarge naming ``project``) and
+# matches one project at a time.
+MAX_VERSIONS_PER_MATCH = 50_000
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 SECONDS_PER_DAY = 86_400
@@ -99,13 +103,20 @@ def check_finding_count(count: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class MatchRequest:
-    """A validated match request: the client's nonce and its findings."""
+    """A validated match request: the client's nonce, its findings, and the project whose
+    secrets alone are compared (None: every project the caller may read). A scan sends all
+    its batches under one nonce, which lets the server reuse what it computed for the
+    first batch."""
 
     nonce: bytes
     findings: tuple[ReportedFinding, ...]
+    project: str | None = None
 
     def __repr__(self) -> str:
-        return f"MatchRequest(nonce=<{len(self.nonce)} bytes>, findings={len(self.findings)})"
+        return (
+            f"MatchRequest(nonce=<{len(self.nonce)} bytes>, findings={len(self.findings)}, "
+            f"project={self.project!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

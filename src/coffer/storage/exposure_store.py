@@ -4,6 +4,7 @@ rotation report need. Values are only ever ciphertext here."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -69,6 +70,26 @@ def recent_versions(
         )
         for row in rows
     ]
+
+
+def count_recent_versions(
+    conn: sa.Connection, environment_ids: Sequence[str], now: float, per_secret: int
+) -> int:
+    """Returns how many versions ``recent_versions`` would return for these environments in
+    all (one query, nothing decrypted)."""
+    if not environment_ids:
+        return 0
+    count: int = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(secrets)
+        .join(secret_versions, secret_versions.c.secret_id == secrets.c.id)
+        .where(
+            secrets.c.environment_id.in_(environment_ids),
+            matchable(now),
+            secret_versions.c.version > secrets.c.current_version - per_secret,
+        )
+    ).scalar_one()
+    return count
 
 
 def lock_current_version(conn: sa.Connection, secret_id: str, now: float) -> int | None:
