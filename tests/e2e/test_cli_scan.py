@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,70 @@ def test_match_vault_with_no_server_exits_2_without_plaintext(home: Path, projec
     assert result.returncode == ERROR, result.stdout + result.stderr
     assert result.stderr.startswith("error"), result.stderr
     assert_no_plaintext(result, aws_key(1))
+
+
+# Loaded at start-up by the CLI's Python (through PYTHONPATH) to make a scan fail the way a
+# real fault would: a worker process that dies, or a library error quoting the scanned text.
+_FAULTS = """
+import os
+
+from coffer.scanner import runner
+from coffer.scanner.engine import Engine
+
+if os.environ["SCAN_FAULT"] == "worker-dies":
+    def _die(batch):
+        os._exit(1)
+
+    runner._scan_in_worker = _die
+else:
+    def _fail(self, data, path):
+        raise RuntimeError(data.decode())
+
+    Engine.scan = _fail
+"""
+
+
+@pytest.mark.parametrize(
+    ("fault", "workers", "kind"),
+    [("worker-dies", "2", "BrokenProcessPool"), ("engine-raises", "1", "RuntimeError")],
+)
+def test_an_unexpected_failure_exits_2_with_its_kind_only(
+    home: Path, tmp_path: Path, project: Path, fault: str, workers: str, kind: str
+) -> None:
+    """A worker process that dies, or an error no one foresaw, exits 2 (not 1, which means
+    'secrets found') with `error: internal error (<kind>)`: no traceback, no message that could
+    quote a scanned secret."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "sitecustomize.py").write_text(_FAULTS)
+    for number in range(1100):  # enough files for the worker pool
+        (project / f"f{number}.txt").write_text(f"line {number}\n")
+    env = base_env(home, {"PYTHONPATH": str(faults), "SCAN_FAULT": fault})
+    result = run_coffer(["scan", "--workers", workers, "--no-progress"], env, cwd=project)
+    assert result.returncode == ERROR, result.stdout + result.stderr
+    assert result.stderr == f"error: internal error ({kind})\n"
+    assert result.stdout == ""
+    assert_no_plaintext(result, aws_key(1))
+
+
+@pytest.mark.parametrize(("with_key", "status"), [(True, FOUND), (False, CLEAN)])
+def test_a_reader_that_stops_early_leaves_the_scans_exit_code(
+    home: Path, project: Path, with_key: bool, status: int
+) -> None:
+    """`coffer scan | head` where the reader has gone: the exit code is still the scan's (1 for
+    findings, 0 for a clean folder, never 1 for the broken pipe itself), and stderr stays empty
+    (no broken-pipe traceback)."""
+    if not with_key:
+        (project / "src" / "app.py").write_text("import os\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coffer", "scan", "--no-progress"],
+        cwd=project,
+        env=base_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the report is written
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == status, stderr
+    assert stderr == ""

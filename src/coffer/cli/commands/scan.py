@@ -1,8 +1,8 @@
 """``coffer scan``: find secrets in a folder, a file, git history, staged changes or stdin.
 
 Exit codes: 0 nothing reported, 1 findings reported, 2 an error (a bad option or settings
-file, a git failure, an unreadable path, the vault unreachable with ``--match-vault``). The
-report shows secrets masked; their plaintext is never printed or written.
+file, a git failure, an unreadable path, the vault unreachable with ``--match-vault``, or an
+internal error). The report shows secrets masked; their plaintext is never printed or written.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
+from typer.exceptions import TyperException
 
 from coffer.domain.errors import CofferError, InvalidInput
 
@@ -35,7 +36,12 @@ CLEAN, FOUND, ERROR = 0, 1, 2
 
 def _scan_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Every coffer error of a scan (bad input, git, settings, vault) is ``error [field]: ...``
-    on stderr and exit code 2, so that hooks and CI tell errors from findings (exit 1)."""
+    on stderr and exit code 2, so that hooks and CI tell errors from findings (exit 1).
+
+    This is the command's outermost edge, so anything else that goes wrong (a crashed worker
+    pool, an error of the regex library) is ``error: internal error (<type>)`` and exit code 2
+    too, never a traceback and an exit code that reads as "secrets found". The exception's
+    message is not shown: it could quote scanned text."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -44,6 +50,11 @@ def _scan_errors(func: Callable[P, R]) -> Callable[P, R]:
         except CofferError as exc:
             field = f" [{exc.field}]" if exc.field else ""
             sys.stderr.write(f"error{field}: {exc.message}\n")
+            raise typer.Exit(ERROR) from None
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # typer's own ways out: an exit code, Ctrl-C, a usage error
+        except Exception as exc:  # noqa: BLE001 - the outermost edge of `coffer scan`
+            sys.stderr.write(f"error: internal error ({type(exc).__name__})\n")
             raise typer.Exit(ERROR) from None
 
     return wrapper
@@ -251,9 +262,17 @@ def _render(
 
 
 def _emit(report: str, output: Path | None, result: ScanResult) -> None:
-    """Writes ``report`` to ``output`` (then a one-line summary to stderr) or to stdout."""
+    """Writes ``report`` to ``output`` (then a one-line summary to stderr) or to stdout.
+
+    When whoever reads stdout stops early (``coffer scan | head``), the rest of the report is
+    dropped without a word and the exit code stays the scan's (1 when it found secrets): the
+    reader chose to stop, and the scan's verdict holds."""
     if output is None:
-        sys.stdout.write(report)
+        try:
+            sys.stdout.write(report)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _discard_stdout()
         return
     try:
         output.write_text(report, encoding="utf-8")
@@ -262,3 +281,13 @@ def _emit(report: str, output: Path | None, result: ScanResult) -> None:
     found = len(result.findings)
     summary = f"{found} finding{'s' if found != 1 else ''}" if found else "no secrets found"
     sys.stderr.write(f"coffer scan: {summary}; report written to {output}\n")
+
+
+def _discard_stdout() -> None:
+    """Points stdout at the null device, so that Python's own flush at exit does not fail on
+    the closed pipe again."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, sys.stdout.fileno())
+    finally:
+        os.close(null)
