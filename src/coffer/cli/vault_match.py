@@ -9,20 +9,23 @@ scan's one nonce: the server then computes its side for the first batch only."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from coffer.crypto.scan_fingerprints import encode_nonce, keyed_fingerprint, new_nonce
 from coffer.domain.errors import CofferError
-from coffer.domain.exposures import MAX_FINDINGS, MAX_LOCATION_BYTES, MAX_RULE_ID_CHARS
+from coffer.domain.exposures import (
+    _CONTROL,  # the characters the server refuses: one definition for both ends
+    MAX_FINDINGS,
+    MAX_LOCATION_BYTES,
+    MAX_RULE_ID_CHARS,
+)
 from coffer.scanner.findings import Finding
 from coffer.scanner.vault_link import VaultMatch
 
 MATCH_PATH = "/api/v1/exposures/match"
 # Bytes of findings per request: half the server's default body limit (1 MiB).
 BATCH_BYTES = 512 * 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _FINGERPRINT_ITEM_BYTES = 64
 
 
