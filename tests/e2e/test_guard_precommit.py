@@ -1,6 +1,7 @@
 """Hooks that stop a commit adding a secret: the pre-commit framework running the hook this
 repository's ``.pre-commit-hooks.yaml`` declares, and the plain git hook that ``coffer guard
-install`` writes, each on a real temporary repository."""
+install`` writes, each on a real temporary repository; and the GitHub Actions example that
+scans in CI."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from coffer.scanner.samples import generate
 from tests.e2e.harness import VENV_BIN, base_env
 
 MANIFEST = Path(__file__).resolve().parents[2] / ".pre-commit-hooks.yaml"
+WORKFLOW = Path(__file__).resolve().parents[2] / "examples" / "github-actions" / "coffer-scan.yml"
 AWS = builtin_rules().by_id("aws-access-key-id")
 
 
@@ -109,6 +111,24 @@ def test_the_manifest_is_valid_for_pre_commit() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_github_workflow_installs_coffer_from_its_repository_at_a_tag() -> None:
+    """The example workflow never installs `coffer` from PyPI (that name is another project's):
+    every pip install names coffer's git repository and a tag."""
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    runs = [step.get("run", "") for step in workflow["jobs"]["scan"]["steps"]]
+    installs = [shlex.split(line) for run in runs for line in run.splitlines() if "pip " in line]
+    assert installs
+    for words in installs:
+        requirements = words[words.index("install") + 1 :]
+        assert requirements, words
+        for requirement in requirements:
+            name, _, url = requirement.partition(" @ ")
+            assert name == "coffer", requirement
+            assert url.startswith("git+https://"), requirement
+            assert "@" in url.rsplit("/", 1)[-1], f"{requirement}: no tag"
+    assert any("coffer scan --git --format sarif" in run for run in runs)
 
 
 def _local_hook_config() -> str:
