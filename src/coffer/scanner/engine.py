@@ -42,6 +42,7 @@ INLINE_IGNORE = b"coffer:ignore"
 WINDOWED_FROM_BYTES = 8192
 _WIDE_REPEAT = re.compile(r"(?<!\\)\{(\d+),(\d+)\}")
 _WIDE = 64
+_QUOTES = (b'"', b"'", b"`")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,9 @@ class Engine:
             if not raw:
                 continue
             secret = raw.decode("utf-8", "replace")
-            if reject_reason(rule, secret, path) is not None:
+            begin = match.start(group)
+            quoted = begin > 0 and data[begin - 1 : begin] in _QUOTES
+            if reject_reason(rule, secret, path, quoted=quoted) is not None:
                 continue
             verified = False
             if verify is not None:

@@ -25,10 +25,12 @@ Generic (``key = value``) rules, whose match is only a name and a value, also dr
   ``%(name)s`` (whole, names of 2+ characters: a random password may hold ``{{``, ``${`` or
   ``$(K)``),
   ``os.environ``, ``process.env``, ``getenv``, ``secrets.X`` and the like;
-- ``file path``: ``/run/secrets/db_password``, ``./certs/key.pem``, ``~/.ssh/id_rsa``;
+- ``file path``: ``/run/secrets/db_password``, ``./certs/key.pem``, ``~/.ssh/id_rsa``,
+  ``db/password`` (lowercase words only), and command-line options (``--password-stdin``);
 - ``code reference``: ``self.token``, ``settings.API_KEY``, ``config.get(``, ``get_password()``,
   ``snake_case`` and ``CONSTANT_NAME`` identifiers (a value cut at a quote keeps its ``(``),
   and code such as ``function(){return`` in a minified bundle whose mangled name holds ``pwd``;
+- ``timestamp``: ISO 8601 dates and times (``PasswordLastUsed: 2016-09-24T16:18:07Z``);
 - ``uuid`` and ``css class``: identifiers, not keys (UUIDs; CSS-in-JS class names such as
   ``css-1q2w3e4`` and ``sc-bdVaJa`` in bundles);
 - ``hash``: ``sha256-...``/``sha512-...`` integrity strings, and hex digests in ``*.lock`` or
@@ -37,6 +39,14 @@ Generic (``key = value``) rules, whose match is only a name and a value, also dr
   ``admin``, ``dummy``, ``letmein``, ...) with at most a few digits or symbols, also when
   written in leetspeak (``P@ssw0rd``, ``s3cr3t``);
 - ``low entropy``: below ``GENERIC_MIN_ENTROPY`` bits per character;
+- ``code expression``: an unquoted value in a source file of a programming language
+  (``password = read_password()``, ``token: str = Field(...)``): a secret written into code
+  is a string literal, while configuration formats (``.env``, YAML, INI, shell) leave values bare;
+- ``identifier``: a name made of words and acronyms (``NextPageToken``, ``AWSAccessKeyId``,
+  ``MyTestDatabaseSecret``): every part has a vowel, while random letters rarely do;
+- ``url or arn``: a URL with no credentials in it (those are the URL rules' job) or an AWS ARN;
+- ``template or pattern``: a ``{placeholder}`` of a format string or f-string, or regex syntax
+  (``[0-9a-f]{64}``, ``\\d+``);
 - ``word``: letters only in one case or capitalised (``Password``, ``bearer``), or words
   joined by ``-``, ``_`` or ``.`` (``db-password``, ``token.refresh``).
 """
@@ -69,7 +79,8 @@ KNOWN_EXAMPLES = frozenset(
 # lowered value come first (Python's re tries a case-insensitive alternation at every position).
 _MARKERS = (
     "example", "placeholder", "changeme", "change_me", "change-me", "redacted", "sample",
-    "insert_", "insert-", "replaceme", "replace_me", "replace-me", "xxxxx", "notreal",
+    "insert_", "insert-", "replaceme", "replace_me", "replace-me", "replace-with",
+    "replace_with", "xxxxx", "notreal",
     "not_a_real", "not-a-real", "****", "...",
 )  # fmt: skip
 _YOUR_KEY = re.compile(r"your[_-]?(?:api[_-]?)?(?:key|token|secret|password)")
@@ -87,12 +98,19 @@ _ENV_LOOKUP = re.compile(
 )
 _CHECKSUMMED_FORMAT = re.compile(r"^(?:gh[pousr]_|github_pat_|npm_|coffer_[a-z]{2,8}_)")
 # Segments of lowercase words: a base64 key may start with '/' and hold more of them.
-_FILE_PATH = re.compile(r"^(?:~|\.{1,2})?/[A-Za-z_.][a-z0-9_.-]*(?:/[A-Za-z_.][a-z0-9_.-]*)+/?$")
+_FILE_PATH = re.compile(
+    r"^(?:~|\.{1,2})?/[A-Za-z_.][a-z0-9_.-]*(?:/[A-Za-z_.][a-z0-9_.-]*)+/?$"
+    r"|^[a-z][a-z0-9_.-]*(?:/[a-z][a-z0-9_.-]*)+/?$"  # relative, lowercase words only
+    r"|^--?[a-z][a-z0-9-]+$"  # a command-line option
+)
+_TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+)
 # An identifier segment: a word, optionally with a short number (``v2``, ``sha256``),
 # not the letters and digits mixed through a random key.
 _SEGMENT = r"[A-Za-z_$][A-Za-z_$]*[0-9]{0,3}"
 _CODE_REFERENCE = re.compile(
-    rf"^{_SEGMENT}(?:(?:\.|::|->){_SEGMENT})+(?:\(\)|\(|\[|\(.*\))*$"  # a.b.c, a::b(, a->b()
+    rf"^{_SEGMENT}(?:(?:\.|::|->){_SEGMENT})+(?:[(\[].*)?$"  # a.b.c, a::b(, a->b(), a.b[0]
     rf"|^{_SEGMENT}\((?:.*\))?$"  # a call, possibly cut at its first quote
     r"|^[a-z]+(?:_[a-z0-9]+)+$|^[A-Z]+(?:_[A-Z0-9]+)+$"  # snake_case or CONSTANT_NAME
     r"|^[a-z]{2,}(?:[A-Z][a-z]{2,})+[0-9]{0,2}$"  # camelCase words (a random key mixes more)
@@ -113,6 +131,20 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _CSS_CLASS = re.compile(r"^(?:css-[a-z0-9]{5,10}|sc-[A-Za-z]{5,8}|jsx-[0-9]{6,12})$")
 _HEX_HASH = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{128})$")
 _INTEGRITY = re.compile(r"^(?:sha1|sha256|sha384|sha512)-[A-Za-z0-9+/=]+$")
+# Source files of programming languages, where a literal secret is always quoted.
+CODE_SUFFIXES = frozenset(
+    {
+        ".py", ".pyi", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".go", ".java", ".kt",
+        ".kts", ".scala", ".groovy", ".rb", ".php", ".cs", ".fs", ".vb", ".c", ".h", ".cc",
+        ".cpp", ".hpp", ".cxx", ".rs", ".swift", ".m", ".mm", ".dart", ".lua", ".pl", ".pm",
+        ".r", ".jl", ".ex", ".exs", ".erl", ".clj", ".hs", ".ml", ".vue", ".svelte",
+    }
+)  # fmt: skip
+_NAME_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+_VOWEL = re.compile(r"[aeiouy]")
+_URL_OR_ARN = re.compile(r"[a-z][a-z0-9+.-]{1,15}://|arn:aws[a-z-]*:")
+# A format-string or f-string placeholder, or regex syntax: text that builds a value.
+_TEMPLATE_OR_PATTERN = re.compile(r"\{[A-Za-z_][^{}]*\}|\][{+*?]|\\[dDwWsSbB]|\{\d+(?:,\d*)?\}")
 LOCKFILES = frozenset(
     {
         "package-lock.json",
@@ -144,7 +176,7 @@ def shannon_entropy(text: str) -> float:
     return -sum(n / total * math.log2(n / total) for n in Counter(text).values())
 
 
-def reject_reason(rule: Rule, secret: str, path: str) -> str | None:
+def reject_reason(rule: Rule, secret: str, path: str, *, quoted: bool = True) -> str | None:
     """Returns why ``secret`` (matched by ``rule`` in the file at ``path``) is not reported, or
     ``None`` when it is a finding."""
     if secret in KNOWN_EXAMPLES:
@@ -157,7 +189,7 @@ def reject_reason(rule: Rule, secret: str, path: str) -> str | None:
     if rule.min_entropy and shannon_entropy(secret) < rule.min_entropy:
         return "low entropy"
     if rule.generic:
-        return _generic_reason(secret, path)
+        return _generic_reason(secret, path, quoted=quoted)
     return None
 
 
@@ -173,9 +205,18 @@ def _is_placeholder(secret: str, lowered: str) -> bool:
     )
 
 
-def _generic_reason(secret: str, path: str) -> str | None:
-    if PurePosixPath(path).name in LOCKFILES:
+def _generic_reason(secret: str, path: str, *, quoted: bool) -> str | None:
+    name = PurePosixPath(path).name
+    if name in LOCKFILES:
         return "lockfile"
+    if not quoted and PurePosixPath(name).suffix.lower() in CODE_SUFFIXES:
+        return "code expression"
+    if _TEMPLATE_OR_PATTERN.search(secret):
+        return "template or pattern"
+    if _URL_OR_ARN.match(secret):
+        return "url or arn"
+    if _is_identifier(secret):
+        return "identifier"
     if len(secret) < GENERIC_MIN_LENGTH:
         return "too short"
     if _CHECKSUMMED_FORMAT.match(secret):
@@ -188,6 +229,8 @@ def _generic_reason(secret: str, path: str) -> str | None:
         return "code reference"
     if _UUID.fullmatch(secret):
         return "uuid"
+    if _TIMESTAMP.fullmatch(secret):
+        return "timestamp"
     if _CSS_CLASS.fullmatch(secret):
         return "css class"
     if _INTEGRITY.fullmatch(secret) or (_HEX_HASH.fullmatch(secret) and _is_lock_like(path)):
@@ -199,6 +242,21 @@ def _generic_reason(secret: str, path: str) -> str | None:
     if (secret.isupper() and secret.isalpha()) or _WORDS.fullmatch(secret):
         return "word"
     return None
+
+
+def _is_identifier(secret: str) -> bool:
+    """True for letters (and at most 3 trailing digits) that split into two or more words or
+    acronyms, each word holding a vowel: ``NextPageToken`` is, ``TRJbsRGrEvJKnJC`` is not."""
+    letters = secret.rstrip("0123456789")
+    if not letters.isalpha() or len(secret) - len(letters) > 3:
+        return False
+    parts = _NAME_PARTS.findall(letters)
+    if len(parts) < 2 or "".join(parts) != letters:
+        return False
+    return all(
+        (part.isupper() and len(part) <= 5) or (len(part) >= 2 and _VOWEL.search(part.lower()))
+        for part in parts
+    )
 
 
 def _is_env_lookup(secret: str) -> bool:
