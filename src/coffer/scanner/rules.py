@@ -184,7 +184,7 @@ def rule_from_table(table: Any, *, source: str) -> Rule:
         raise InvalidInput(f"{where}: kind must be one of {', '.join(KINDS)}", field="rule.kind")
     regex = _text(table, "regex", where)
     try:
-        groups = re.compile(regex).groups
+        groups = re.compile(regex.encode("utf-8")).groups  # the engine reuses it from the cache
     except re.error as exc:
         raise InvalidInput(f"{where}: regex does not compile ({exc})", field="rule.regex") from exc
     keywords = table.get("keywords")
