@@ -10,7 +10,6 @@ _FINGERPRINT_DOMAIN = b"coffer-scan/fingerprint/v1\x00"
 FINGERPRINT_CHARS = 24
 _MASK_STARS = 32
 _CHOSEN_KINDS = frozenset({"generic", "connection-string"})
-_RANDOM_TOKEN_CHARS = 24
 
 
 def fingerprint(secret: str, *, guessable: bool = False) -> str:
@@ -20,7 +19,7 @@ def fingerprint(secret: str, *, guessable: bool = False) -> str:
     keeps ignoring a secret that moved and still reports a new secret on an old line.
     Fingerprints end up in committed baselines and uploaded SARIF, so a ``guessable`` secret
     (one a person may have chosen) is hashed with scrypt, so that each guess tried against a
-    fingerprint costs about 4 ms and 2 MiB instead of nanoseconds; a random token is hashed
+    fingerprint costs about a millisecond and 1 MiB instead of nanoseconds; a random token is hashed
     with SHA-256, which its own entropy already makes hopeless to guess.
     """
     if guessable:
@@ -32,15 +31,15 @@ def fingerprint(secret: str, *, guessable: bool = False) -> str:
 @functools.lru_cache(maxsize=4096)
 def _slow_fingerprint(secret: str) -> str:
     digest = hashlib.scrypt(
-        secret.encode("utf-8"), salt=_FINGERPRINT_DOMAIN, n=2**11, r=8, p=1, dklen=16
+        secret.encode("utf-8"), salt=_FINGERPRINT_DOMAIN, n=2**10, r=8, p=1, dklen=16
     )
     return digest.hex()[:FINGERPRINT_CHARS]
 
 
-def is_guessable(kind: str, secret: str) -> bool:
-    """True for secrets a person may have chosen: the generic rule's and connection strings'
-    passwords, and anything shorter than 24 characters."""
-    return kind in _CHOSEN_KINDS or len(secret) < _RANDOM_TOKEN_CHARS
+def is_guessable(kind: str) -> bool:
+    """True for the kinds whose secrets a person may have chosen: the generic rule's and
+    connection strings' passwords. Provider tokens are random (80 bits and more)."""
+    return kind in _CHOSEN_KINDS
 
 
 def mask(secret: str) -> str:
@@ -61,7 +60,9 @@ class Finding:
     it spans several, as a PEM key does) before ``end_column`` (exclusive). ``secret`` holds the
     plaintext for formatters that must mask it and for the vault match; it never shows in
     ``repr``. ``verified`` is True when the token's own checksum was checked offline.
-    ``commit``, ``author`` and ``date`` are set for findings in git history.
+    ``commit``, ``author`` and ``date`` are set for findings in git history. ``fingerprint``
+    is the secret's content fingerprint (see ``fingerprint``), computed on construction (and
+    again by ``dataclasses.replace``).
     """
 
     rule_id: str
@@ -78,15 +79,15 @@ class Finding:
     author: str | None = None
     date: str | None = None
     end_line: int = 0
+    fingerprint: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Computed where the finding is made (a worker process), so the slow hash of a chosen
+        # password runs in parallel and travels with the finding.
         if self.end_line < self.line:
             object.__setattr__(self, "end_line", self.line)
-
-    @property
-    def fingerprint(self) -> str:
-        """The content fingerprint of the secret (see ``fingerprint``)."""
-        return fingerprint(self.secret, guessable=is_guessable(self.kind, self.secret))
+        value = fingerprint(self.secret, guessable=is_guessable(self.kind))
+        object.__setattr__(self, "fingerprint", value)
 
     @property
     def masked(self) -> str:
