@@ -304,3 +304,24 @@ def test_rotation_report_of_an_unknown_project_is_not_found(cli: Cli) -> None:
     """`coffer rotation report --project nosuch` fails naming the project (exit 3)."""
     message = failed(cli("rotation", "report", "--project", "nosuch-project"), 3)
     assert "nosuch-project" in message
+
+
+def test_scan_project_option_limits_the_match_and_needs_match_vault(
+    cli: Cli, leak: Leak, proxy: RecordingProxy
+) -> None:
+    """``--project`` sends the project with the fingerprints and still names the leak; another
+    project finds nothing of it; without ``--match-vault`` the option is refused (exit 2)."""
+    through_proxy = cli.with_env(COFFER_ADDR=proxy.addr)
+    named = through_proxy(
+        "scan", "--match-vault", "--project", leak.project, "--no-progress", str(leak.folder)
+    )
+    assert f"vault: {leak.project}/{PROD}/STRIPE_KEY" in named.stdout, named.stderr
+    [request] = [r for r in proxy.requests if r.path == "/api/v1/exposures/match"]
+    assert json.loads(request.body)["project"] == leak.project
+    other = unique_name("other")
+    ok(cli("projects", "create", other))
+    elsewhere = cli("scan", "--match-vault", "-p", other, "--no-progress", str(leak.folder))
+    assert elsewhere.returncode == FOUND and "vault: " not in elsewhere.stdout
+    refused = cli("scan", "--project", leak.project, "--no-progress", str(leak.folder))
+    assert refused.returncode == 2
+    assert "error [project]" in refused.stderr

@@ -116,11 +116,25 @@ class Engine:
     def _compile_confirmers(self) -> None:
         rules = self.rules.rules
         self._patterns = [rule.compiled() for rule in rules]
-        self._single_line = [not can_match_newline(rule.regex) for rule in rules]
-        self._keyword_finders = [
-            re.compile(b"|".join(re.escape(k.encode("utf-8")) for k in rule.keywords))
-            for rule in rules
-        ]
+        # Filled on a rule's first candidate buffer: most scans need a handful of the rules.
+        self._single_line: dict[int, bool] = {}
+        self._keyword_finders: dict[int, re.Pattern[bytes]] = {}
+
+    def _windows(self, index: int, data: bytes, lowered: bytes) -> list[tuple[int, int]]:
+        """Returns where rule ``index`` must be confirmed in ``data``: the keyword lines of a
+        single-line rule, or the whole buffer."""
+        single_line = self._single_line.get(index)
+        if single_line is None:
+            single_line = not can_match_newline(self.rules.rules[index].regex)
+            self._single_line[index] = single_line
+        if not single_line:
+            return [(0, len(data))]
+        finder = self._keyword_finders.get(index)
+        if finder is None:
+            keywords = self.rules.rules[index].keywords
+            finder = re.compile(b"|".join(re.escape(k.encode("utf-8")) for k in keywords))
+            self._keyword_finders[index] = finder
+        return _keyword_lines(finder, lowered)
 
     def scan(self, data: bytes, path: str) -> list[Finding]:
         """Returns the findings in ``data`` (the content of ``path``), in order of position.
@@ -134,9 +148,9 @@ class Engine:
         for index in self.candidate_rules(data):
             rule, pattern = self.rules.rules[index], self._patterns[index]
             windows = whole
-            if self._single_line[index] and len(data) >= WINDOWED_FROM_BYTES:
+            if len(data) >= WINDOWED_FROM_BYTES:
                 lowered = data.lower() if lowered is None else lowered
-                windows = _keyword_lines(self._keyword_finders[index], lowered)
+                windows = self._windows(index, data, lowered)
             for start, end in windows:
                 candidates.extend(self._confirm(rule, pattern, data, path, start, end))
         if not candidates:
@@ -173,7 +187,8 @@ class Engine:
 
 
 def _keyword_lines(finder: re.Pattern[bytes], lowered: bytes) -> list[tuple[int, int]]:
-    """Returns the (start, end) of each line of ``lowered`` holding a keyword, in order, once.
+    """Returns the (start, end) of each run of adjacent lines of ``lowered`` holding a
+    keyword, in order, once.
 
     ``re`` sees the real neighbours of a window (``\b`` looks past its start), and a window
     ends where its line does, so a match found in a window is the one a whole-buffer search
@@ -189,7 +204,11 @@ def _keyword_lines(finder: re.Pattern[bytes], lowered: bytes) -> list[tuple[int,
         line_end = lowered.find(b"\n", position)
         if line_end == -1:
             line_end = len(lowered)
-        windows.append((line_start, line_end))
+        if windows and windows[-1][1] + 1 == line_start:
+            # The next line: one window of whole lines holds every match either line holds.
+            windows[-1] = (windows[-1][0], line_end)
+        else:
+            windows.append((line_start, line_end))
     return windows
 
 

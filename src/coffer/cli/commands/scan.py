@@ -105,6 +105,10 @@ def scan(
         bool,
         typer.Option("--match-vault", help="Name the vault secrets that findings match."),
     ] = False,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="With --match-vault: compare this project only."),
+    ] = None,
 ) -> None:
     """Find secrets (API keys, tokens, private keys, passwords) in code."""
     from coffer.scanner.allowlist import Allowlist
@@ -119,6 +123,8 @@ def scan(
     from coffer.scanner.runner import run_scan
 
     _check_options(path, git=git, staged=staged, fmt=fmt, workers=workers)
+    if project is not None and not match_vault:
+        raise InvalidInput("--project only applies with --match-vault", field="project")
     root = _root(path, git=git, staged=staged)
     settings = load_project_config(config, root=root)
     max_bytes = (
@@ -150,7 +156,7 @@ def scan(
             f"({len(result.findings)} findings in this scan)\n"
         )
         raise typer.Exit(CLEAN)
-    matches = _vault_matches(result) if match_vault and result.findings else {}
+    matches = _vault_matches(result, project) if match_vault and result.findings else {}
     _emit(_render(fmt, result, rules, matches, root, color=output is None), output, result)
     raise typer.Exit(FOUND if result.findings else CLEAN)
 
@@ -232,10 +238,10 @@ def _progress_bar(*, enabled: bool) -> Iterator[ProgressCallback | None]:
         yield update
 
 
-def _vault_matches(result: ScanResult) -> dict[str, VaultMatch]:
+def _vault_matches(result: ScanResult, project: str | None) -> dict[str, VaultMatch]:
     from coffer.cli.vault_match import match_vault
 
-    return match_vault(result.findings)
+    return match_vault(result.findings, project=project)
 
 
 def _render(
