@@ -87,3 +87,9 @@ def test_random_secrets_survive_the_generic_filters() -> None:
     ]
     dropped = [v for v in values if reject_reason(GENERIC, v, "config.yaml", quoted=True)]
     assert len(dropped) <= len(values) * 0.005, dropped[:10]
+
+
+def test_a_password_with_regex_like_symbols_is_still_a_secret() -> None:
+    """Only real pattern syntax counts as a pattern: symbols such as ']?' in a random password
+    do not make it one."""
+    assert reject_reason(GENERIC, "T7TTs~_%]?^58yr", "gateway.json", quoted=True) is None

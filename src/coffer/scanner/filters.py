@@ -144,7 +144,11 @@ _NAME_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 _VOWEL = re.compile(r"[aeiouy]")
 _URL_OR_ARN = re.compile(r"[a-z][a-z0-9+.-]{1,15}://|arn:aws[a-z-]*:")
 # A format-string or f-string placeholder, or regex syntax: text that builds a value.
-_TEMPLATE_OR_PATTERN = re.compile(r"\{[A-Za-z_][^{}]*\}|\][{+*?]|\\[dDwWsSbB]|\{\d+(?:,\d*)?\}")
+_TEMPLATE_OR_PATTERN = re.compile(
+    r"\{[A-Za-z_][\w.]*(?:\([^(){}]*\))?(?:![rsa])?(?::[^{}]*)?\}"  # {name}, {a.b(c)!r:>8}
+    r"|\[[^\]]+\](?:\{\d+(?:,\d*)?\}|[+*])"  # a character class with a repeat
+    r"|\\[dDwWsS][+*{?]|\(\?[:=!<P]"  # \d+, (?:...)
+)
 LOCKFILES = frozenset(
     {
         "package-lock.json",
