@@ -43,6 +43,7 @@ command in the key part are failures, exit 1). Usage::
     .venv/bin/python bench/run_all.py --only ephemeral
     .venv/bin/python bench/run_all.py --only keys [--quick]
     .venv/bin/python bench/run_all.py --only scale [--quick] [--workers N]
+    .venv/bin/python bench/run_all.py --only scan [--quick]
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ import audit_bench
 import ephemeral_bench
 import key_bench
 import scale_bench
+import scan_bench
 from cli_timing import time_commands
 from http_load import (
     PYTHON_START_DELAY,
@@ -892,7 +894,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short segments, for trying it out")
     parser.add_argument(
         "--only",
-        choices=("all", "core", "audit", "ephemeral", "keys", "scale"),
+        choices=("all", "core", "audit", "ephemeral", "keys", "scale", "scan"),
         default="all",
         help="core: reads, writes, flood, CLI; audit: bench/audit_bench.py alone; "
         "ephemeral: bench/ephemeral_bench.py alone; keys: bench/key_bench.py alone; "
@@ -973,6 +975,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.only == "scale":
         return scale_bench.main(_scale_argv(args))
+    if args.only == "scan":
+        return scan_bench.main(["--size-mb", "2", "--runs", "2"] if args.quick else [])
     if args.only == "audit":
         return audit_bench.main(_audit_argv(args))
     if args.only == "ephemeral":
@@ -1055,7 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "all":
         audit_bench.main(_audit_argv(args))
         ephemeral = ephemeral_bench.main(_ephemeral_argv(args))
-        return key_bench.main(_key_argv(args)) or ephemeral
+        scan = scan_bench.main(["--size-mb", "2", "--runs", "2"] if args.quick else [])
+        return key_bench.main(_key_argv(args)) or ephemeral or scan
     return 0
 
 

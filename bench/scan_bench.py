@@ -290,7 +290,7 @@ def score(manifest: Manifest, hits: list[Hit]) -> Score:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=float, default=20)
     parser.add_argument("--seed", type=int, default=8)
@@ -301,7 +301,7 @@ def main() -> None:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "coffer-scan-bench"
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
     corpus, manifest = prepare_corpus(args.size_mb, args.seed, args.cache)
     size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
@@ -372,7 +372,8 @@ def report(manifest: Manifest, size: int, chosen: list[Tool], args: argparse.Nam
                 )
     if args.json:
         args.json.write_text(json.dumps({"corpus_mb": megabytes, "tools": figures}, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
