@@ -23,8 +23,11 @@ _TOKEN = re.compile(
 _MAX_TOKEN_CHARS = len(PREFIX) + 1 + 8 + 1 + RANDOM_CHARS + 1 + CRC_CHARS
 
 
-def _crc(body: str) -> str:
-    value = zlib.crc32(body.encode("ascii"))
+def base62_crc32(text: str) -> str:
+    """Returns the CRC32 of ASCII ``text`` in base62 (``0-9A-Za-z``), left-padded with ``0`` to
+    6 characters: the checksum of coffer's tokens, and of GitHub's and npm's (over their random
+    part), which the scanner verifies."""
+    value = zlib.crc32(text.encode("ascii"))
     digits = []
     while value:
         value, digit = divmod(value, len(ALPHABET))
@@ -41,7 +44,7 @@ def mint_token(kind: str) -> str:
         raise ValueError("token kind must be 2 to 8 lowercase ASCII letters")
     random_part = "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_CHARS))
     body = f"{PREFIX}_{kind}_{random_part}"
-    return f"{body}_{_crc(body)}"
+    return f"{body}_{base62_crc32(body)}"
 
 
 def token_kind(token: str) -> str | None:
@@ -52,7 +55,7 @@ def token_kind(token: str) -> str | None:
     if not isinstance(token, str) or len(token) > _MAX_TOKEN_CHARS:
         return None
     match = _TOKEN.fullmatch(token)
-    if match is None or _crc(match.group(1)) != match.group(3):
+    if match is None or base62_crc32(match.group(1)) != match.group(3):
         return None
     return match.group(2)
 

@@ -8,24 +8,14 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 
-from coffer.crypto.tokens import token_kind
+from coffer.crypto.tokens import base62_crc32, token_kind
 
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _PREFIX_CHARS = 4
 _CRC_CHARS = 6
 
-
-def base62_crc32(text: str) -> str:
-    """Returns the CRC32 of ASCII ``text`` in base62, left-padded with ``0`` to 6 characters."""
-    value = zlib.crc32(text.encode("ascii"))
-    digits = []
-    while value:
-        value, digit = divmod(value, len(_BASE62))
-        digits.append(_BASE62[digit])
-    return "".join(reversed(digits)).rjust(_CRC_CHARS, "0")
+__all__ = ["VERIFIERS", "base62_crc32", "coffer_checksum_ok", "github_checksum_ok"]
 
 
 def github_checksum_ok(token: str) -> bool:
