@@ -15,7 +15,7 @@ from typing import Any
 from coffer.crypto.scan_fingerprints import encode_nonce, keyed_fingerprint, new_nonce
 from coffer.domain.errors import CofferError
 from coffer.domain.exposures import (
-    _CONTROL,  # the characters the server refuses: one definition for both ends
+    CONTROL_CHARACTERS,  # the characters the server refuses: one definition for both ends
     MAX_FINDINGS,
     MAX_LOCATION_BYTES,
     MAX_RULE_ID_CHARS,
@@ -34,7 +34,7 @@ def _clean(text: str, max_bytes: int) -> str:
     UTF-8 form is longer than ``max_bytes``, its beginning replaced by "..." so that it fits
     (the end of a path says most; whole characters only). Never longer than ``max_bytes``
     characters either, so it meets a limit in characters of the same number."""
-    cleaned = _CONTROL.sub("?", text).encode("utf-8", "replace").decode("utf-8") or "?"
+    cleaned = CONTROL_CHARACTERS.sub("?", text).encode("utf-8", "replace").decode("utf-8") or "?"
     if len(cleaned.encode("utf-8")) <= max_bytes:
         return cleaned
     tail = cleaned.encode("utf-8")[-(max_bytes - 3) :].decode("utf-8", "ignore")

@@ -30,7 +30,8 @@ VERSIONS_COMPARED = 20
 # matches one project at a time.
 MAX_VERSIONS_PER_MATCH = 50_000
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Characters a location may not hold (control characters and Unicode line separators).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 SECONDS_PER_DAY = 86_400
 
 
@@ -58,7 +59,7 @@ def _text_field(value: object, field: str, *, max_chars: int, max_bytes: int | N
         raise InvalidInput(f"{field} must be at most {max_chars} characters", field=field)
     if max_bytes is not None and size > max_bytes:
         raise InvalidInput(f"{field} must be at most {max_bytes} bytes of UTF-8", field=field)
-    if _CONTROL.search(value):
+    if CONTROL_CHARACTERS.search(value):
         raise InvalidInput(f"{field} must not contain control characters", field=field)
     return value
 
