@@ -104,6 +104,5 @@ def _replace(path: Path, text: str) -> None:
             file.write(text)
         Path(temporary).chmod(mode)  # mkstemp makes 0600; the baseline is a shared, committed file
         Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    finally:
+        Path(temporary).unlink(missing_ok=True)  # gone once replaced; a failed write's leftover

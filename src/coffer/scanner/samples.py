@@ -8,7 +8,7 @@ tokens verify. Tests and the benchmark corpus use this; nothing in a scan does.
 
 from __future__ import annotations
 
-import random
+import random  # seeded fakes for tests and benchmarks: reproducible, never secrets
 import re
 import string
 from re import _constants as sre_constants  # type: ignore[attr-defined]
