@@ -18,17 +18,24 @@ from coffer.api.errors import install_error_handlers
 from coffer.api.hot_path import HotPathMiddleware
 from coffer.api.rate_limit import RateLimitMiddleware
 from coffer.api.routes import (
+    access_requests,
+    approvals,
     audit,
     auth,
+    compliance,
     environments,
     ephemeral,
     exposures,
+    inventory,
     key_rotation,
     machines,
     metrics,
     mfa,
+    offboarding,
     projects,
     reports,
+    reviews,
+    rotation,
     secrets,
     shares,
     system,
@@ -83,6 +90,13 @@ def create_fastapi(services: Services, *, inline_db: bool) -> FastAPI:
         webhooks,
         exposures,
         reports,
+        inventory,
+        rotation,
+        access_requests,
+        approvals,
+        reviews,
+        offboarding,
+        compliance,
         metrics,
     ):
         app.include_router(module.router)

@@ -20,6 +20,7 @@ from coffer.domain.errors import (
     InvalidQuery,
     NotFound,
     RateLimited,
+    RotationFailed,
     Sealed,
     TooLarge,
     Unauthenticated,
@@ -43,6 +44,7 @@ _STATUS: tuple[tuple[type[CofferError], int], ...] = (
     (Sealed, 503),
     (Unavailable, 503),
     (DecryptionFailed, 500),
+    (RotationFailed, 502),
 )
 
 

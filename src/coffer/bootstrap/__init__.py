@@ -25,29 +25,37 @@ from coffer.domain.identity import normalize_email, validate_password
 from coffer.domain.root_keys import ProviderName, RootKeyRecord
 from coffer.services import anomalies, webhook_delivery
 from coffer.services.access import AccessGate
+from coffer.services.access_requests import AccessRequestService
+from coffer.services.access_reviews import AccessReviewService
 from coffer.services.anomalies import AnomalyDetector, burst_rule
+from coffer.services.approvals import ApprovalService
 from coffer.services.audit import AuditService
 from coffer.services.audit_batcher import AuditBatcher
 from coffer.services.audit_streams import AuditStream, LogConsumers, stream_addresses
 from coffer.services.auth import Authenticator
 from coffer.services.background import BackgroundJobs, Job, JobLeases
 from coffer.services.cache_epochs import Epochs, epochs_for
+from coffer.services.compliance import ComplianceService
 from coffer.services.container import Services
 from coffer.services.ephemeral import EphemeralService
 from coffer.services.ephemeral_rows import EphemeralRows
 from coffer.services.exposures import ExposureService
 from coffer.services.fast_read import FastSecretReader
+from coffer.services.inventory import InventoryService
 from coffer.services.key_rotation import KeyRotationService
 from coffer.services.keyring import Keyring
 from coffer.services.login import LoginService, SessionPolicy
 from coffer.services.machines import AccessService
 from coffer.services.mfa import MfaService
+from coffer.services.offboarding import OffboardingService
 from coffer.services.password_pool import PasswordPool
 from coffer.services.projects import ProjectService
 from coffer.services.pruner import Pruner
 from coffer.services.read_cache import EpochCache
 from coffer.services.readiness import Readiness
 from coffer.services.rotation_report import RotationReportService
+from coffer.services.rotation_schedule import RotationService
+from coffer.services.rotators import RotatorService
 from coffer.services.secret_ops import Limits, SecretCipher, SecretOps
 from coffer.services.secrets import SecretService
 from coffer.services.shares import ShareService
@@ -194,6 +202,14 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         consumers=consumers,
         exposures=ExposureService(engine, keyring, cipher, audit, gate),
         rotation_report=RotationReportService(engine, gate),
+        inventory=InventoryService(engine, audit, gate),
+        rotation=RotationService(engine, audit, gate),
+        rotators=RotatorService(engine, ops, gate),
+        access_requests=AccessRequestService(engine, audit, gate),
+        approvals=ApprovalService(engine, audit, gate),
+        reviews=AccessReviewService(engine, audit, gate),
+        offboarding=OffboardingService(engine, audit, gate),
+        compliance=ComplianceService(engine, audit_service, gate),
     )
 
 

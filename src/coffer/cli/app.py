@@ -9,16 +9,21 @@ from coffer import __version__
 from coffer.cli.commands import (
     access,
     account,
+    approvals,
     audit,
     backup,
+    compliance,
     ephemeral,
     guard,
+    inventory,
     jobs,
     keys,
     local,
     mfa,
     migrate,
     projects,
+    requests,
+    reviews,
     rotation,
     run,
     scan,
@@ -95,3 +100,9 @@ app.command(
 )(run.run)
 app.command("scan")(scan.scan)
 app.add_typer(guard.guard_app, name="guard")
+app.add_typer(inventory.inventory_app, name="inventory")
+app.add_typer(inventory.policy_app, name="policy")
+app.add_typer(requests.access_app, name="access")
+app.add_typer(approvals.approvals_app, name="approvals")
+app.add_typer(reviews.reviews_app, name="reviews")
+app.add_typer(compliance.compliance_app, name="compliance")

@@ -8,10 +8,13 @@ families to HTTP statuses (``api/``) or exit codes (``cli/``); nothing below the
     CofferError                      code
     ├── InvalidInput                 invalid_input      a field breaks a rule (names the field)
     │   ├── InvalidQuery             invalid_query      a query parameter is malformed (422)
-    │   └── TooLarge                 too_large          a value or body exceeds its size limit
+    │   ├── TooLarge                 too_large          a value or body exceeds its size limit
+    │   └── PolicyViolation          policy_violation   a write breaks an environment policy
     ├── Unauthenticated              unauthenticated    no credential, or one that is not valid
     │   └── MfaRequired              mfa_required       the password was right; a TOTP code is due
     ├── AccessDenied                 access_denied      a valid credential without the right
+    │   ├── ReasonRequired           reason_required    a read there must state a reason
+    │   └── ApprovalRequired         approval_required  a second person must approve it first
     ├── NotFound                     not_found          the resource does not exist (or is hidden)
     │   └── Gone                     gone               it exists but is sealed (read limit reached)
     ├── Conflict                     conflict           the change clashes with current state
@@ -19,6 +22,7 @@ families to HTTP statuses (``api/``) or exit codes (``cli/``); nothing below the
     ├── Contention                   contention         conflicting requests kept rolling it back
     ├── Unavailable                  unavailable        the database cannot be reached (retry)
     ├── DecryptionFailed             decryption_failed  any failure to open a ciphertext (opaque)
+    ├── RotationFailed               rotation_failed    a rotator could not change a credential
     ├── ConfigError                  config_error       settings, key file or database unusable
     │   ├── WrongRootKey             wrong_root_key     the root key does not belong to this vault
     │   └── SchemaMismatch           schema_mismatch    the schema is older or newer than the code
@@ -66,6 +70,13 @@ class TooLarge(InvalidInput):
     code = "too_large"
 
 
+class PolicyViolation(InvalidInput):
+    """A write (or a policy change) breaks an organization's environment policy; the message
+    names the rule, for example ``production requires owner``."""
+
+    code = "policy_violation"
+
+
 class Unauthenticated(CofferError):
     """The caller sent no credential or one that is unknown, expired or revoked."""
 
@@ -82,6 +93,20 @@ class AccessDenied(CofferError):
     """The caller is known but may not do this."""
 
     code = "access_denied"
+
+
+class ReasonRequired(AccessDenied):
+    """The environment's policy requires every read to state a reason (recorded in the
+    audit log), and this one did not."""
+
+    code = "reason_required"
+
+
+class ApprovalRequired(AccessDenied):
+    """A policy requires a second person to approve this operation (separation of duties)
+    and no approved, unused approval was given."""
+
+    code = "approval_required"
 
 
 class NotFound(CofferError):
@@ -140,6 +165,13 @@ class DecryptionFailed(CofferError):
 
     def __init__(self, message: str = "decryption failed") -> None:
         super().__init__(message)
+
+
+class RotationFailed(CofferError):
+    """A rotator could not change a credential at its source. The old value stays current
+    and working; the message says why (never a credential)."""
+
+    code = "rotation_failed"
 
 
 class ConfigError(CofferError):

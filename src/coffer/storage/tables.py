@@ -9,33 +9,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from coffer.storage.json_text import CanonicalJSON
-
-metadata = sa.MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-def _fk(column: str) -> sa.ForeignKey:
-    """A foreign key whose rows go when the parent goes."""
-    return sa.ForeignKey(column, ondelete="CASCADE")
-
-
-def read_limit_columns() -> list[sa.Column[object]]:
-    """The time to live, read limit and counters of a limited secret (see
-    ``domain.read_limits``); all empty for an ordinary secret."""
-    return [
-        sa.Column("expires_at", sa.Float, nullable=True),
-        sa.Column("max_reads", sa.Integer, nullable=True),
-        sa.Column("read_count", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("burn", sa.Boolean, nullable=False, server_default=sa.true()),
-        sa.Column("sealed_at", sa.Float, nullable=True),
-    ]
-
+from coffer.storage.schema_base import cascading_fk as _fk
+from coffer.storage.schema_base import metadata as metadata
+from coffer.storage.schema_base import read_limit_columns as read_limit_columns
 
 vault_meta = sa.Table(
     "vault_meta",
@@ -409,3 +385,7 @@ secret_exposures = sa.Table(
     sa.Column("reported_by_kind", sa.String(16), nullable=False),
     sa.UniqueConstraint("secret_id", "version", "location"),
 )
+
+# The compliance tables (inventory, policies, rotation, requests, reviews) live in their own
+# module; importing it here registers them on ``metadata`` wherever the schema is used.
+from coffer.storage import compliance_tables as compliance_tables  # noqa: E402

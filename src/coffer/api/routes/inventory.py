@@ -1,0 +1,7 @@
+"""``/api/v1``: issue 9 (inventory). Placeholder router, filled in by issue 9's work."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/v1", tags=["inventory"])

@@ -1,0 +1,18 @@
+"""Access review campaigns: every identity with its access and last use, kept or revoked,
+signed off as evidence (issue 9, part 4)."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from coffer.audit.writer import AuditWriter
+from coffer.services.access import AccessGate
+
+
+class AccessReviewService:
+    """Placeholder wired by ``bootstrap``; filled in by issue 9's work."""
+
+    def __init__(self, engine: Engine, audit: AuditWriter, gate: AccessGate) -> None:
+        self._engine = engine
+        self._audit = audit
+        self._gate = gate
