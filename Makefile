@@ -23,9 +23,12 @@ $(STAMP): pyproject.toml
 run: $(RUN_STAMP)
 	$(BIN)/coffer server --dir .coffer
 
-## test: the whole suite (PostgreSQL tests run when COFFER_TEST_POSTGRES_URL is set)
+## test: the whole suite (PostgreSQL tests run when COFFER_TEST_POSTGRES_URL is set), on
+## TEST_WORKERS processes (default 2; each test file runs whole on one worker, every test has
+## its own database, directory and ports)
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## lint: ruff, mypy --strict and the import-layer contracts
 lint: $(STAMP)
