@@ -81,3 +81,10 @@ def cli(server: ServerProcess, home: Path) -> Cli:
 def local_cli(home: Path) -> Cli:
     """The coffer CLI with no server, address or token (for ``init`` and friends)."""
     return Cli(base_env(home), home)
+
+
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder shared by the module's tests, so the scanner's compiled rules are built
+    once rather than in every test."""
+    return tmp_path_factory.mktemp("cache")

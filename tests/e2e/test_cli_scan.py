@@ -25,13 +25,6 @@ def aws_key(seed: int) -> str:
     return generate(AWS, random.Random(seed))
 
 
-@pytest.fixture(scope="module")
-def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder shared by the module's tests, so the scanner's compiled rules are built
-    once rather than in every test."""
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.fixture
 def home(tmp_path: Path, cache_home: Path) -> Path:
     """A HOME of its own for the CLI, whose cache folder links to the shared one."""

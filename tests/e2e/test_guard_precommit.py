@@ -78,13 +78,6 @@ class Repo:
         return self.run("git", "rev-parse", "-q", "--verify", "HEAD", cwd=cwd).stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder shared by the module's tests, so the scanner's compiled rules are built
-    once rather than in every test."""
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.fixture
 def repo(tmp_path: Path, cache_home: Path) -> Repo:
     """An empty repository with a home of its own."""
