@@ -207,8 +207,10 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         rotators=RotatorService(engine, ops, gate),
         access_requests=AccessRequestService(engine, audit, gate),
         approvals=ApprovalService(engine, audit, gate),
-        reviews=AccessReviewService(engine, audit, gate),
-        offboarding=OffboardingService(engine, audit, gate),
+        reviews=AccessReviewService(
+            engine, audit, gate, offboarding := OffboardingService(engine, audit, gate)
+        ),
+        offboarding=offboarding,
         compliance=ComplianceService(engine, audit_service, gate),
     )
 

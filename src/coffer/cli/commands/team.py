@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from coffer.cli.client import path_part
 from coffer.cli.common import ExpiresOpt, JsonOpt, YesOpt, api, handle_errors
 from coffer.cli.output import emit, print_json, print_table, short_time
+from coffer.domain.errors import InvalidInput
 
 members_app = typer.Typer(
     help="Invite people, change their roles, remove them.", no_args_is_help=True
@@ -99,6 +100,69 @@ def remove(email: EmailArg, yes: YesOpt = False, as_json: JsonOpt = False) -> No
     with api() as client:
         client.request("DELETE", _member_path(email))
     emit({"email": email, "removed": True}, as_json, f"Removed {email}")
+
+
+def _secret_name(entry: dict[str, Any]) -> str:
+    return f"{entry['project']}/{entry['environment']}/{entry['key']}"
+
+
+def _shown_of(shown: int, total: int) -> str:
+    return f" (first {shown} of {total})" if shown < total else ""
+
+
+def _print_offboarding(data: dict[str, Any]) -> None:
+    """What an offboarding revoked, the secrets now due for rotation and those read."""
+    sys.stdout.write(
+        f"Offboarded {data['email']} ({data['role']}): revoked {data['sessions_revoked']} "
+        f"session(s), {data['tokens_revoked']} CLI token(s), {data['api_keys_revoked']} API "
+        f"key(s) and {data['grants_revoked']} grant(s); they are no longer a member.\n"
+    )
+    flagged, read = data["flagged"], data["read"]
+    sys.stdout.write(
+        f"{data['secrets_flagged']} secret(s) they could read are now due for rotation"
+        f"{_shown_of(len(flagged), data['secrets_flagged'])}.\n"
+    )
+    print_table(
+        "Due for rotation now",
+        ("secret", "version"),
+        [(_secret_name(s), s["version"]) for s in flagged],
+        whole=("secret",),
+    )
+    sys.stdout.write(
+        f"{data['secrets_read']} secret(s) they read, from the audit log"
+        f"{_shown_of(len(read), data['secrets_read'])}.\n"
+    )
+    print_table(
+        "Secrets they read",
+        ("secret", "reads", "last read"),
+        [(_secret_name(s), s["reads"], short_time(s["last_read_at"])) for s in read],
+        whole=("secret",),
+    )
+
+
+@members_app.command("offboard")
+@handle_errors
+def offboard(email: EmailArg, yes: YesOpt = False, as_json: JsonOpt = False) -> None:
+    """Offboard a member in one step: revoke their sessions, tokens, API keys and grants,
+    remove them, flag every secret they could read for rotation and list those they read."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                "offboarding asks for confirmation: pass --yes when not at a terminal",
+                field="yes",
+            )
+        question = (
+            f"Offboard {email}: revoke their sessions, tokens, API keys and grants, remove "
+            "them, and flag every secret they could read for rotation?"
+        )
+        if not typer.confirm(question):
+            raise typer.Exit(1)
+    with api() as client:
+        data = client.send_json("POST", f"{_member_path(email)}/offboard", None)
+    if as_json:
+        print_json(data)
+        return
+    _print_offboarding(data)
 
 
 @members_app.command("transfer")
