@@ -91,6 +91,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "60",
         "Seconds between runs of the pruner that destroys expired secrets (0: never).",
     ),
+    "COFFER_ROTATION_CHECK_SECONDS": (
+        "3600",
+        "Seconds between runs of the job that sends rotation.due/rotation.overdue (0: never).",
+    ),
     "COFFER_AUDIT_STREAMS": (
         "(none)",
         "Comma-separated SIEM sinks: syslog+tcp://host:port, syslog+udp://..., https://...",
@@ -208,6 +212,7 @@ class Settings:
     audit_checkpoint_seconds: int = 60
     audit_seal_interval: float = 1.0
     prune_interval: int = 60
+    rotation_check_seconds: int = 3600
     audit_streams: tuple[str, ...] = field(default=(), repr=False)
     outbound_allow: tuple[str, ...] = ()
     production_environments: tuple[str, ...] = ("production", "prod")
@@ -357,6 +362,7 @@ class _AuditSettings(TypedDict):
     audit_checkpoint_seconds: int
     audit_seal_interval: float
     prune_interval: int
+    rotation_check_seconds: int
     audit_streams: tuple[str, ...]
     outbound_allow: tuple[str, ...]
     production_environments: tuple[str, ...]
@@ -379,6 +385,9 @@ def _audit_settings(env: Mapping[str, str]) -> _AuditSettings:
         ),
         "audit_seal_interval": seal_ms / 1000,
         "prune_interval": _int(env, "COFFER_PRUNE_INTERVAL", 60, minimum=0, maximum=86400),
+        "rotation_check_seconds": _int(
+            env, "COFFER_ROTATION_CHECK_SECONDS", 3600, minimum=0, maximum=7 * 86400
+        ),
         "audit_streams": _list(env, "COFFER_AUDIT_STREAMS"),
         "outbound_allow": _list(env, "COFFER_OUTBOUND_ALLOW"),
         "production_environments": _list(env, "COFFER_PRODUCTION_ENVIRONMENTS")

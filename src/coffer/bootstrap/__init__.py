@@ -150,6 +150,7 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         [AuditStream(engine, audit_service, sink) for sink in sinks],
     )
     batcher = AuditBatcher(engine, audit)
+    rotation = RotationService(engine, audit, gate)
     holders = TokenHolders(
         engine, EpochCache(epochs, CacheFamily.ACCESS, max_age=settings.cache_seconds)
     )
@@ -196,6 +197,7 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
             sealer,
             consumers,
             pruner,
+            rotation=rotation,
             leases=JobLeases(engine, job_holder(settings), settings.job_lease_seconds, gate),
         ),
         webhooks=webhooks,
@@ -203,7 +205,7 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
         exposures=ExposureService(engine, keyring, cipher, audit, gate),
         rotation_report=RotationReportService(engine, gate),
         inventory=InventoryService(engine, audit, gate),
-        rotation=RotationService(engine, audit, gate),
+        rotation=rotation,
         rotators=RotatorService(engine, ops, gate),
         access_requests=AccessRequestService(engine, audit, gate),
         approvals=ApprovalService(engine, audit, gate),
@@ -250,12 +252,13 @@ def background_jobs(
     consumers: LogConsumers | None = None,
     pruner: Pruner | None = None,
     *,
+    rotation: RotationService | None = None,
     leases: JobLeases | None = None,
 ) -> BackgroundJobs:
-    """The server's background jobs: sealing, retention, the pruner of expired secrets and
-    the log's consumers (webhook dispatch and delivery, anomaly detection, SIEM streams),
-    which poll as often as the sealer runs. With ``leases`` each job runs on one node at a
-    time (see ``services.background``)."""
+    """The server's background jobs: sealing, retention, the pruner of expired secrets, the
+    rotation reminders and the log's consumers (webhook dispatch and delivery, anomaly
+    detection, SIEM streams), which poll as often as the sealer runs. With ``leases`` each
+    job runs on one node at a time (see ``services.background``)."""
     jobs = BackgroundJobs(leases=leases)
     # Webhooks and anomaly detection concern what happens from now on, never the history.
     jobs.before_start(lambda: audit.follow_from_head((webhook_delivery.CURSOR, anomalies.CURSOR)))
@@ -265,6 +268,14 @@ def background_jobs(
     if pruner is not None and settings.prune_interval > 0:
         jobs.add(
             Job("secret-pruner", float(settings.prune_interval), lambda: _prune_secrets(pruner))
+        )
+    if rotation is not None and settings.rotation_check_seconds > 0:
+        jobs.add(
+            Job(
+                "rotation-reminders",
+                float(settings.rotation_check_seconds),
+                lambda: _remind(rotation),
+            )
         )
     for job in consumers.jobs(settings.audit_seal_interval) if consumers else []:
         jobs.add(job)
@@ -294,6 +305,11 @@ def _prune(audit: AuditService) -> bool:
 
 def _prune_secrets(pruner: Pruner) -> bool:
     pruner.prune(None)
+    return False
+
+
+def _remind(rotation: RotationService) -> bool:
+    rotation.notify(None)
     return False
 
 

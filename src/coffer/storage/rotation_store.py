@@ -1,13 +1,17 @@
-"""Rotation flags: secrets that must be rotated now whatever their schedule says (see
-``storage.compliance_tables.rotation_flags``)."""
+"""Rotation flags (secrets that must be rotated now whatever their schedule says, see
+``storage.compliance_tables.rotation_flags``), the periods the schedule is computed from,
+and the reminders already sent (``rotation_notices``)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from coffer.storage.compliance_tables import rotation_flags
+from coffer.domain.rotation_schedule import RotationFlag
+from coffer.storage.compliance_tables import rotation_flags, rotation_notices, secret_inventory
+from coffer.storage.database import dialect_insert
 from coffer.storage.ids import new_id
 from coffer.storage.tables import secrets
 
@@ -47,3 +51,56 @@ def flag_for_rotation(
             ],
         )
     return len(current)
+
+
+def flags_in(conn: sa.Connection, environment_id: str) -> dict[str, list[RotationFlag]]:
+    """Returns every rotation flag of the environment's secrets (resolved ones included),
+    keyed by secret id, oldest first."""
+    rows = conn.execute(
+        sa.select(
+            rotation_flags.c.secret_id,
+            rotation_flags.c.version,
+            rotation_flags.c.reason,
+            rotation_flags.c.detail,
+            rotation_flags.c.flagged_at,
+            rotation_flags.c.flagged_by,
+        )
+        .join(secrets, secrets.c.id == rotation_flags.c.secret_id)
+        .where(secrets.c.environment_id == environment_id)
+        .order_by(rotation_flags.c.flagged_at, rotation_flags.c.id)
+    )
+    found: dict[str, list[RotationFlag]] = defaultdict(list)
+    for row in rows:
+        found[row[0]].append(RotationFlag(*row[1:]))
+    return found
+
+
+def rotation_days_in(conn: sa.Connection, environment_id: str) -> dict[str, int]:
+    """Returns the inventory rotation period (days) of each secret of the environment that
+    has one, keyed by secret id."""
+    rows = conn.execute(
+        sa.select(secret_inventory.c.secret_id, secret_inventory.c.rotation_days)
+        .join(secrets, secrets.c.id == secret_inventory.c.secret_id)
+        .where(
+            secrets.c.environment_id == environment_id,
+            secret_inventory.c.rotation_days.is_not(None),
+        )
+    )
+    return {secret_id: int(days) for secret_id, days in rows}
+
+
+def record_notice(
+    conn: sa.Connection, secret_id: str, version: int, state: str, now: float
+) -> bool:
+    """Records that the ``state`` reminder (``due`` or ``overdue``) of the secret's version
+    was sent. Returns False, recording nothing, when it had been already (by this run or a
+    concurrent one)."""
+    insert = dialect_insert(conn)(rotation_notices).values(
+        secret_id=secret_id, version=version, state=state, sent_at=now
+    )
+    inserted = conn.execute(
+        insert.on_conflict_do_nothing(index_elements=["secret_id", "version", "state"]).returning(
+            rotation_notices.c.secret_id
+        )
+    ).first()
+    return inserted is not None

@@ -1,0 +1,279 @@
+"""Running a secret's rotator (see ``services.rotators`` for who may, and
+``domain.rotators`` for the contract every kind keeps).
+
+A run reads the current value and, for kinds with one, the connection secret's value
+(recorded as a ``secret.read`` with ``via`` ``rotator``: it leaves the service to reach the
+source); it asks the rotator to change the credential with no database transaction open,
+then writes the new version (comment ``rotated by the <kind> rotator``) with
+``rotation.completed`` in one transaction. When the rotator fails, nothing is written but a
+``rotation.failed`` entry (committed on its own), and the caller gets RotationFailed saying
+why. When the vault write fails after the source changed, the rotator puts the old
+credential back first. Every run updates the rotator's ``last_run_at``/``last_status``/
+``last_error``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from coffer.domain.errors import CofferError, Conflict, NotFound, RotationFailed
+from coffer.domain.events import Event, Result
+from coffer.domain.models import CallContext, Environment, Project
+from coffer.domain.references import SecretRef
+from coffer.domain.rotators import (
+    PendingRotation,
+    Rotator,
+    RotatorConfig,
+    RotatorKind,
+    connection_text,
+)
+from coffer.domain.secret_value import SecretValue
+from coffer.services.lookup import require_scope
+from coffer.services.secret_ops import SecretOps, secret_not_found
+from coffer.storage import project_store, rotator_store, secret_store
+from coffer.storage.secret_store import SecretRow, StoredVersion
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RotationOutcome:
+    """A completed rotation: the version now current and when it was written."""
+
+    project: str
+    environment: str
+    key: str
+    kind: RotatorKind
+    version: int
+    rotated_at: float
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A stored version read for a run: where it lives, so its read can be recorded."""
+
+    project: Project
+    env: Environment
+    key: str
+    stored: StoredVersion
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a run works from, read in one transaction."""
+
+    project: Project
+    env: Environment
+    key: str
+    secret_id: str
+    version: int
+    config: RotatorConfig
+    current: SecretValue
+    connection: SecretValue | None
+    connection_read: _Read | None
+    problem: str | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.project.name}/{self.env.name}/{self.key}"
+
+
+def live_secret(
+    conn: sa.Connection, env: Environment, key: str, now: float, *, lock: bool = True
+) -> SecretRow:
+    """The unexpired secret ``key`` of ``env`` (its row locked unless ``lock`` is False);
+    raises NotFound otherwise."""
+    row = secret_store.find_secret(conn, env.id, key, for_update=lock)
+    if row is None or row.limits.expired(now):
+        raise secret_not_found(key, env.name)
+    return row
+
+
+def no_rotator(project: str, environment: str, key: str) -> NotFound:
+    return NotFound(
+        f"no rotator is configured for {project}/{environment}/{key}; set one with "
+        "`coffer rotation rotator set`",
+        field="key",
+    )
+
+
+class RotationRunner:
+    """Runs rotators: ``rotators`` by kind, writing through ``ops``."""
+
+    def __init__(
+        self, engine: Engine, ops: SecretOps, rotators: Mapping[RotatorKind, Rotator]
+    ) -> None:
+        self._engine = engine
+        self._ops = ops
+        self._rotators = rotators
+
+    def run(self, ctx: CallContext, project: str, environment: str, key: str) -> RotationOutcome:
+        """Runs the secret's rotator now (the caller has checked access). Returns the new
+        version. Raises NotFound for an unknown secret or one without a rotator, and
+        RotationFailed saying why when the credential could not be changed (the old value
+        stays current and working)."""
+        plan = self._plan(ctx, project, environment, key)
+        rotator = self._rotators.get(plan.config.kind)
+        try:
+            if plan.problem is not None:
+                raise RotationFailed(plan.problem)
+            if rotator is None:
+                raise RotationFailed(f"no {plan.config.kind.value} rotator is available")
+            pending = rotator.rotate(plan.current, plan.config, plan.connection)
+        except RotationFailed as failure:
+            self._record_failure(ctx, plan, failure.message)
+            raise
+        try:
+            outcome = self._store(ctx, plan, pending)
+        except (CofferError, sa.exc.SQLAlchemyError) as error:
+            undone = self._undo(plan, pending, error)
+            self._record_failure(ctx, plan, undone.message)
+            raise undone from None
+        pending.commit()
+        return outcome
+
+    def _plan(self, ctx: CallContext, project: str, environment: str, key: str) -> _Plan:
+        """Reads the secret, its rotator, its current value and the connection secret's."""
+        now = time.time()
+        with self._engine.begin() as conn:
+            found, env = require_scope(conn, ctx.actor, project, environment)
+            row = live_secret(conn, env, key, now, lock=False)
+            stored = rotator_store.find_rotator(conn, row.id)
+            if stored is None:
+                raise no_rotator(project, environment, key)
+            config = RotatorConfig.from_json(stored.kind, stored.config)
+            version = secret_store.get_version(conn, row.id, row.current_version)
+            if version is None:
+                raise secret_not_found(key, environment)
+            current = self._ops.cipher.open(conn, found, env, key, version)
+            connection, read, problem = None, None, None
+            if config.connection is not None:
+                read = self._connection_version(conn, ctx, config.connection, now)
+                if read is None:
+                    problem = (
+                        f"the connection secret {connection_text(config.connection)} does not exist"
+                    )
+                else:
+                    connection = self._ops.cipher.open(
+                        conn, read.project, read.env, read.key, read.stored
+                    )
+        return _Plan(
+            project=found,
+            env=env,
+            key=key,
+            secret_id=row.id,
+            version=row.current_version,
+            config=config,
+            current=current,
+            connection=connection,
+            connection_read=read,
+            problem=problem,
+        )
+
+    @staticmethod
+    def _connection_version(
+        conn: sa.Connection, ctx: CallContext, ref: SecretRef, now: float
+    ) -> _Read | None:
+        """The current version of the connection secret, or None when it is gone."""
+        found = project_store.find_project(conn, ctx.actor.org_id, ref.project)
+        env = project_store.find_environment(conn, found.id, ref.environment) if found else None
+        row = secret_store.find_secret(conn, env.id, ref.key) if env else None
+        if found is None or env is None or row is None or row.limits.expired(now):
+            return None
+        stored = secret_store.get_version(conn, row.id, row.current_version)
+        return _Read(found, env, ref.key, stored) if stored is not None else None
+
+    def _store(self, ctx: CallContext, plan: _Plan, pending: PendingRotation) -> RotationOutcome:
+        """Writes the new version with ``rotation.completed``; raises Conflict when the
+        secret changed since the plan was read."""
+        now = time.time()
+        kind = plan.config.kind.value
+        with self._engine.begin() as conn:
+            row = secret_store.find_secret(conn, plan.env.id, plan.key, for_update=True)
+            if row is None or row.id != plan.secret_id or row.current_version != plan.version:
+                raise Conflict(f"{plan.where} changed while it was being rotated")
+            self._record_connection_read(conn, ctx, plan)
+            result = self._ops.write(
+                conn,
+                ctx,
+                plan.project,
+                plan.env,
+                plan.key,
+                pending.value,
+                comment=f"rotated by the {kind} rotator",
+                metadata={"rotator": kind},
+            )
+            self._ops.audit.append(
+                conn,
+                ctx,
+                Event.ROTATION_COMPLETED,
+                project=plan.project.name,
+                environment=plan.env.name,
+                key=plan.key,
+                metadata={
+                    "kind": kind,
+                    "version": result.version,
+                    "previous_version": plan.version,
+                },
+            )
+            rotator_store.record_run(conn, plan.secret_id, status=SUCCEEDED, error=None, now=now)
+        return RotationOutcome(
+            project=plan.project.name,
+            environment=plan.env.name,
+            key=plan.key,
+            kind=plan.config.kind,
+            version=result.version,
+            rotated_at=now,
+        )
+
+    @staticmethod
+    def _undo(plan: _Plan, pending: PendingRotation, error: Exception) -> RotationFailed:
+        """Puts the old credential back after a failed vault write; returns the failure to
+        report (the database's own message is left out: it may quote statements)."""
+        reason = error.message if isinstance(error, CofferError) else type(error).__name__
+        try:
+            pending.rollback()
+        except RotationFailed as undo_failed:
+            return RotationFailed(
+                f"{plan.where}: the vault could not store the new value ({reason}), and "
+                f"{undo_failed.message}"
+            )
+        return RotationFailed(
+            f"{plan.where}: the vault could not store the new value ({reason}); the old "
+            "value was put back at the source and keeps working"
+        )
+
+    def _record_connection_read(self, conn: sa.Connection, ctx: CallContext, plan: _Plan) -> None:
+        read = plan.connection_read
+        if read is not None and plan.connection is not None:
+            self._ops.record_read(
+                conn, ctx, read.project, read.env, read.key, read.stored, via="rotator"
+            )
+
+    def _record_failure(self, ctx: CallContext, plan: _Plan, reason: str) -> None:
+        """Commits ``rotation.failed`` (and the connection secret's read) on its own, so it
+        stays although the rotation failed."""
+        now = time.time()
+        with self._engine.begin() as conn:
+            self._record_connection_read(conn, ctx, plan)
+            self._ops.audit.append(
+                conn,
+                ctx,
+                Event.ROTATION_FAILED,
+                project=plan.project.name,
+                environment=plan.env.name,
+                key=plan.key,
+                result=Result.FAILURE,
+                metadata={
+                    "kind": plan.config.kind.value,
+                    "version": plan.version,
+                    "error": reason[:500],
+                },
+            )
+            rotator_store.record_run(conn, plan.secret_id, status=FAILED, error=reason, now=now)
