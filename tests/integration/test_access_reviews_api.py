@@ -147,11 +147,15 @@ def test_a_viewer_may_not_start_or_see_reviews(world: World) -> None:
 
 
 def test_revoke_takes_effect_at_once_for_people_and_machines(world: World) -> None:
-    """Revoking the viewer offboards her (her token stops working, an offboarding record
-    says it came from the review); revoking the machine deletes it (its token stops); keep
-    records the reviewer by id and name."""
+    """Revoking the owner is refused (409); revoking the viewer offboards her (her token
+    stops working, an offboarding record says it came from the review); revoking the
+    machine deletes it (its token stops); keep records the reviewer by id and name."""
     review = world.start()
     rid = review["id"]
+    owner = world.decide(rid, OWNER_EMAIL, "revoke", world.lead)
+    assert owner.status_code == 409
+    assert "owner and cannot be offboarded" in owner.json()["error"]["message"]
+    assert _items(world.review(rid))[OWNER_EMAIL]["decision"] is None
     revoked = world.decide(rid, DEV, "revoke", world.lead)
     assert revoked.status_code == 200, revoked.text
     body = revoked.json()

@@ -283,7 +283,8 @@ class AccessReviewService:
             record = self._offboarding.offboard_member(
                 conn, ctx, item.identity_id, now, review_id=review.id
             )
-            effect = DecisionEffect.OFFBOARDED
+            # None: removed by a concurrent request after the existence check above.
+            effect = DecisionEffect.ALREADY_REMOVED if record is None else DecisionEffect.OFFBOARDED
         else:
             revoked = self._delete_machine(conn, ctx, review, item, now)
             effect = DecisionEffect.MACHINE_DELETED
