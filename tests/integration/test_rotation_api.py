@@ -103,7 +103,8 @@ def seeded(team: Team) -> Team:
 def test_schedule_gives_each_secret_its_period_source_next_due_and_state(seeded: Team) -> None:
     """The schedule lists every secret with the period (the secret's own before the
     policy's), when it is next due and its state, most urgent first; reading it records
-    no secret.read."""
+    no secret.read. ``due`` keeps the secrets due, overdue or to rotate now; ``overdue=true``
+    drops the merely due; ``project`` limits both to one project."""
     since = last_seq(seeded)
     body = get(seeded, "schedule")
     assert body["reminder_days"] == 7 and body["generated_at"].endswith("Z")
@@ -131,11 +132,6 @@ def test_schedule_gives_each_secret_its_period_source_next_due_and_state(seeded:
     none = found["app/staging/NO_PERIOD"]
     assert (none["state"], none["period_days"], none["next_due"]) == ("ok", None, None)
     assert "secret.read" not in [e["action"] for e in entries(seeded, seeded.owner, since)]
-
-
-def test_due_lists_due_and_overdue_and_overdue_true_only_overdue(seeded: Team) -> None:
-    """``due`` keeps the secrets due, overdue or to rotate now; ``overdue=true`` drops the
-    merely due; ``project`` limits it to one project."""
     assert list(by_key(get(seeded, "due"))) == [DB, "app/production/API_KEY"]
     assert list(by_key(get(seeded, "due", overdue="true"))) == [DB]
     put(seeded.client, seeded.owner, "app", "staging", "LATE", "late")
@@ -195,29 +191,11 @@ def test_exposed_and_flagged_secrets_are_rotate_now_until_a_new_version(seeded: 
     assert after["app/staging/NO_PERIOD"]["state"] == "ok"
 
 
-def test_callers_see_only_environments_they_may_read(seeded: Team) -> None:
-    """A viewer kept out of production sees only the other environments; an unknown project
-    is 404 naming it, and a project none of whose environments the caller may read is 403."""
-    viewer = member_token(seeded.client, seeded.owner, "v@acme.test", "viewer")
-    grant = {"member": "v@acme.test", "scope": "app:production:none"}
-    response = seeded.client.post(f"{API}/grants", json=grant, headers=bearer(seeded.owner))
-    assert response.status_code == 201, response.text
-    seen = by_key(get(seeded, "schedule", token=viewer))
-    assert list(seen) == ["app/staging/NO_PERIOD"]
-    assert get(seeded, "due", token=viewer)["secrets"] == []
-    missing = seeded.client.get(
-        f"{ROTATION}/schedule", params={"project": "nosuch"}, headers=bearer(viewer)
-    )
-    assert missing.status_code == 404 and missing.json()["error"]["field"] == "project"
-    closed = {"member": "v@acme.test", "scope": "app:none"}
-    seeded.client.post(f"{API}/grants", json=closed, headers=bearer(seeded.owner))
-    denied = seeded.client.get(f"{ROTATION}/due", params={"project": "app"}, headers=bearer(viewer))
-    assert denied.status_code == 403, denied.text
-
-
-def test_flags_and_reminders_need_an_admin_and_good_input(seeded: Team) -> None:
-    """A viewer may neither flag nor send reminders; a missing or bad note, an unknown secret
-    and a bad ``overdue`` value are refused naming the field; nothing is flagged."""
+def test_viewers_see_what_they_may_read_and_bad_input_is_refused(seeded: Team) -> None:
+    """A viewer may neither flag nor send reminders, and kept out of production sees only
+    the other environments; an unknown project is 404 naming it, a project none of whose
+    environments the caller may read is 403. A missing or bad note, an unknown secret and a
+    bad ``overdue`` value are refused naming the field; nothing is flagged."""
     viewer = member_token(seeded.client, seeded.owner, "v@acme.test", "viewer")
     target = {"project": "app", "environment": "production", "key": "db/password"}
     assert post(seeded, "flags", {**target, "note": "x"}, token=viewer).status_code == 403
@@ -238,6 +216,20 @@ def test_flags_and_reminders_need_an_admin_and_good_input(seeded: Team) -> None:
         assert (
             conn.execute(sa.select(sa.func.count()).select_from(rotation_flags)).scalar_one() == 0
         )
+    grant = {"member": "v@acme.test", "scope": "app:production:none"}
+    response = seeded.client.post(f"{API}/grants", json=grant, headers=bearer(seeded.owner))
+    assert response.status_code == 201, response.text
+    seen = by_key(get(seeded, "schedule", token=viewer))
+    assert list(seen) == ["app/staging/NO_PERIOD"]
+    assert get(seeded, "due", token=viewer)["secrets"] == []
+    missing = seeded.client.get(
+        f"{ROTATION}/schedule", params={"project": "nosuch"}, headers=bearer(viewer)
+    )
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "project"
+    closed = {"member": "v@acme.test", "scope": "app:none"}
+    seeded.client.post(f"{API}/grants", json=closed, headers=bearer(seeded.owner))
+    denied = seeded.client.get(f"{ROTATION}/due", params={"project": "app"}, headers=bearer(viewer))
+    assert denied.status_code == 403, denied.text
 
 
 def _notices(team: Team, since: int) -> list[tuple[str, str, dict[str, Any]]]:
@@ -440,11 +432,13 @@ BAD_SPECS = [
 ]
 
 
-def test_bad_rotator_input_is_refused_naming_the_field_and_changes_nothing(team: Team) -> None:
+def test_bad_rotator_input_and_callers_without_the_right_are_refused(team: Team) -> None:
     """Unknown kinds and fields, lengths outside 16..256, bad alphabets and roles, and a
     connection that is not project/env/KEY, does not exist, is the rotated secret itself or
     lies where the admin may not read, are each refused naming the field; nothing is
-    stored and no rotation.configured is written."""
+    stored and no rotation.configured is written. Configuring takes an admin, running write
+    access: a viewer with a write grant may run it but not configure it, a plain viewer may
+    do neither (and the version stays)."""
     put(team.client, team.owner, "app", "staging", "svc/TOKEN", "token-v1")
     team.client.post(f"{API}/projects", json={"name": "ops"}, headers=bearer(team.owner))
     put(team.client, team.owner, "ops", "production", "PG", "postgresql://postgres@127.0.0.1/test")
@@ -470,13 +464,6 @@ def test_bad_rotator_input_is_refused_naming_the_field_and_changes_nothing(team:
     assert after["secret_rotators"] == before["secret_rotators"] == 0
     assert {name for name in after if after[name] != before[name]} == set()
     assert not entries(team, team.owner, 0, "rotation.configured")
-
-
-def test_who_may_configure_and_run_a_rotator(team: Team) -> None:
-    """Configuring takes an admin; running takes write access: a viewer with a write grant
-    on the environment may run it but not configure it, a plain viewer may do neither (and
-    the version stays)."""
-    put(team.client, team.owner, "app", "staging", "svc/TOKEN", "token-v1")
     writer = member_token(team.client, team.owner, "w@acme.test", "viewer")
     grant = {"member": "w@acme.test", "scope": "app:staging:write"}
     assert (
