@@ -13,6 +13,7 @@ from coffer.cli.commands import (
     audit,
     backup,
     compliance,
+    demo,
     ephemeral,
     guard,
     inventory,
@@ -106,3 +107,4 @@ app.add_typer(requests.access_app, name="access")
 app.add_typer(approvals.approvals_app, name="approvals")
 app.add_typer(reviews.reviews_app, name="reviews")
 app.add_typer(compliance.compliance_app, name="compliance")
+app.add_typer(demo.demo_app, name="demo")
