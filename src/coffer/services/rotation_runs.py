@@ -2,8 +2,8 @@
 ``domain.rotators`` for the contract every kind keeps).
 
 A run reads the current value and, for kinds with one, the connection secret's value
-(recorded as a ``secret.read`` with ``via`` ``rotator``: it leaves the service to reach the
-source); it asks the rotator to change the credential with no database transaction open,
+(recorded at once as a ``secret.read`` with ``via`` ``rotator``: it leaves the service to
+reach the source, whatever happens next); it asks the rotator to change the credential with no database transaction open,
 then writes the new version (comment ``rotated by the <kind> rotator``) with
 ``rotation.completed`` in one transaction. When the rotator fails, nothing is written but a
 ``rotation.failed`` entry (committed on its own), and the caller gets RotationFailed saying
@@ -76,7 +76,6 @@ class _Plan:
     config: RotatorConfig
     current: SecretValue
     connection: SecretValue | None
-    connection_read: _Read | None
     problem: str | None
 
     @property
@@ -139,7 +138,9 @@ class RotationRunner:
         return outcome
 
     def _plan(self, ctx: CallContext, project: str, environment: str, key: str) -> _Plan:
-        """Reads the secret, its rotator, its current value and the connection secret's."""
+        """Reads the secret, its rotator, its current value and the connection secret's; the
+        connection secret's read is recorded (and committed) here, before it is used, since
+        its value leaves the service to reach the source whatever happens next."""
         now = time.time()
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
@@ -160,8 +161,8 @@ class RotationRunner:
                         f"the connection secret {connection_text(config.connection)} does not exist"
                     )
                 else:
-                    connection = self._ops.cipher.open(
-                        conn, read.project, read.env, read.key, read.stored
+                    connection = self._ops.read_stored(
+                        conn, ctx, read.project, read.env, read.key, read.stored, via="rotator"
                     )
         return _Plan(
             project=found,
@@ -172,7 +173,6 @@ class RotationRunner:
             config=config,
             current=current,
             connection=connection,
-            connection_read=read,
             problem=problem,
         )
 
@@ -198,7 +198,6 @@ class RotationRunner:
             row = secret_store.find_secret(conn, plan.env.id, plan.key, for_update=True)
             if row is None or row.id != plan.secret_id or row.current_version != plan.version:
                 raise Conflict(f"{plan.where} changed while it was being rotated")
-            self._record_connection_read(conn, ctx, plan)
             result = self._ops.write(
                 conn,
                 ctx,
@@ -249,19 +248,11 @@ class RotationRunner:
             "value was put back at the source and keeps working"
         )
 
-    def _record_connection_read(self, conn: sa.Connection, ctx: CallContext, plan: _Plan) -> None:
-        read = plan.connection_read
-        if read is not None and plan.connection is not None:
-            self._ops.record_read(
-                conn, ctx, read.project, read.env, read.key, read.stored, via="rotator"
-            )
-
     def _record_failure(self, ctx: CallContext, plan: _Plan, reason: str) -> None:
-        """Commits ``rotation.failed`` (and the connection secret's read) on its own, so it
-        stays although the rotation failed."""
+        """Commits ``rotation.failed`` on its own, so it stays although the rotation
+        failed."""
         now = time.time()
         with self._engine.begin() as conn:
-            self._record_connection_read(conn, ctx, plan)
             self._ops.audit.append(
                 conn,
                 ctx,
