@@ -3,13 +3,13 @@
 
 A run reads the current value and, for kinds with one, the connection secret's value
 (recorded at once as a ``secret.read`` with ``via`` ``rotator``: it leaves the service to
-reach the source, whatever happens next); it asks the rotator to change the credential with no database transaction open,
-then writes the new version (comment ``rotated by the <kind> rotator``) with
-``rotation.completed`` in one transaction. When the rotator fails, nothing is written but a
-``rotation.failed`` entry (committed on its own), and the caller gets RotationFailed saying
-why. When the vault write fails after the source changed, the rotator puts the old
-credential back first. Every run updates the rotator's ``last_run_at``/``last_status``/
-``last_error``.
+reach the source, whatever happens next); it asks the rotator to change the credential
+with no database transaction open, then writes the new version (comment ``rotated by the
+<kind> rotator``) with ``rotation.completed`` in one transaction. When the rotator fails,
+nothing is written but a ``rotation.failed`` entry (committed on its own), and the caller
+gets RotationFailed saying why. When the vault write fails after the source changed, the
+rotator puts the old credential back first. Every run updates the rotator's
+``last_run_at``/``last_status``/``last_error``.
 """
 
 from __future__ import annotations
