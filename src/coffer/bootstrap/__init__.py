@@ -213,7 +213,7 @@ def build_services(settings: Settings, providers: RootProviders | None = None) -
             engine, audit, gate, offboarding := OffboardingService(engine, audit, gate)
         ),
         offboarding=offboarding,
-        compliance=ComplianceService(engine, audit_service, gate),
+        compliance=ComplianceService.for_settings(engine, audit, audit_service, gate, settings),
     )
 
 

@@ -164,6 +164,9 @@ class MemberAtEnd:
     mfa_enabled: bool | None
 
 
+_CHANGES = ("role_changed", "owner_from", "owner_to")
+
+
 def _role_after(event: MembershipEvent) -> str | None:
     if event.kind in ("joined", "role_changed"):
         return event.role
@@ -193,7 +196,7 @@ def members_at(
             role = _role_after(event)
             if role is not None:
                 before[event.email] = role
-        elif event.email not in after_first and event.kind != "left":
+        elif event.email not in after_first and event.kind in _CHANGES:
             after_first[event.email] = _role_before(event)
 
     def role_of(email: str, now_role: str | None) -> str | None:
