@@ -33,7 +33,14 @@ from tests.e2e.harness import (
 
 LEASE_S = 2
 # The jobs of a server with the default settings (no retention, no SIEM streams).
-JOBS = {"anomaly-detector", "audit-sealer", "secret-pruner", "webhook-dispatcher", "webhook-sender"}
+JOBS = {
+    "anomaly-detector",
+    "audit-sealer",
+    "rotation-reminders",
+    "secret-pruner",
+    "webhook-dispatcher",
+    "webhook-sender",
+}
 TAKEOVER_S = LEASE_S + 8.0  # the lease runs out, then the survivor's next check (<= 2/3 s)
 WAIT_S = 30.0
 
