@@ -9,6 +9,7 @@ from typing import Annotated, ParamSpec, TypeVar
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from coffer.domain.access_requests import validate_reason
 from coffer.domain.errors import AccessDenied, Unauthenticated
 from coffer.domain.models import Actor, CallContext
 from coffer.services.container import Services
@@ -83,11 +84,15 @@ def check_csrf(request: Request) -> None:
 
 
 def call_context(request: Request, actor: Actor) -> CallContext:
-    """The context of a request made by ``actor``."""
+    """The context of a request made by ``actor``, with the reason its ``reason`` query
+    parameter states (raises InvalidInput naming ``reason`` when it breaks the rules of
+    ``validate_reason``)."""
+    reason = request.query_params.get("reason")
     return CallContext(
         actor=actor,
         source_ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
+        reason=validate_reason(reason) if reason is not None else None,
     )
 
 

@@ -56,9 +56,13 @@ class AuditWriter:
         org_id: str | None = None,
     ) -> dict[str, Any]:
         """Returns the row of one entry (names and metadata only; no value can enter).
-        Without a ``ctx`` the actor is the system itself (background work)."""
+        Without a ``ctx`` the actor is the system itself (background work). The reason the
+        caller stated (``ctx.reason``) goes into the metadata as ``reason``, unless the
+        metadata has its own (an ``access.denied`` entry's is the refusal's)."""
         actor = ctx.actor if ctx else None
         user_agent = (ctx.user_agent or "")[:_MAX_USER_AGENT] if ctx else ""
+        if ctx is not None and ctx.reason is not None:  # the caller's stated reason
+            metadata = {"reason": ctx.reason, **(metadata or {})}
         row: dict[str, Any] = {
             "leaf_index": None,
             "id": new_id(),

@@ -45,11 +45,14 @@ class Actor:
 
 @dataclass(frozen=True)
 class CallContext:
-    """Who asks, and from where; passed into every service call and into every audit entry."""
+    """Who asks, and from where; passed into every service call and into every audit entry.
+    ``reason`` is why the caller says they ask (a read where a policy requires one; it is
+    recorded in the audit entries of the call)."""
 
     actor: Actor
     source_ip: str | None = None
     user_agent: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ data key; and the ``secret.read`` entry joins the next group commit (``audit_bat
 The value is returned only once that entry is committed.
 
 Anything but the plain success (bad token, session token, denied access, unknown name,
-missing secret, decryption failure, a secret with a TTL or read limit, a rate limit) returns
-None and the caller takes the full path, which produces the exact error; the rules
-therefore live in one place and this path only short-cuts success.
+missing secret, decryption failure, a secret with a TTL or read limit, an environment whose
+policy wants reads to state a reason, a rate limit) returns None and the caller takes the
+full path, which produces the exact error; the rules therefore live in one place and this
+path only short-cuts success. (A request that states a reason has a query string, so it
+never comes here.)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, Protocol, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coffer.audit.writer import AuditWriter
@@ -36,6 +39,7 @@ from coffer.services.read_cache import EpochCache, Stamp
 from coffer.services.secret_ops import SecretCipher
 from coffer.services.throttle import Throttle
 from coffer.services.token_holders import TokenHolders
+from coffer.storage.compliance_tables import environment_policies
 from coffer.storage.database import DATABASE_UNAVAILABLE
 from coffer.storage.raw_statements import CompiledStatement, raw_reads
 from coffer.storage.secret_store import READ_QUERY, ReadBundle, read_bundle_from_row
@@ -45,6 +49,21 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 SecretAddress = tuple[str, str, str, str]  # org id, project, environment, key
+
+
+class NeedsReason:
+    """Cached in place of a bundle for a secret whose environment's policy wants reads to
+    state a reason: the full path refuses or serves those reads."""
+
+
+NEEDS_REASON = NeedsReason()
+CachedRead = ReadBundle | NeedsReason
+
+# Whether the organization's policy for an environment name wants reads to state a reason.
+_REASON_QUERY = sa.select(environment_policies.c.require_read_reason).where(
+    environment_policies.c.org_id == sa.bindparam("org_id"),
+    environment_policies.c.environment == sa.bindparam("environment"),
+)
 
 
 class BlockingCall(Protocol):
@@ -66,7 +85,7 @@ class FastSecretReader:
         batcher: AuditBatcher,
         throttle: Throttle,
         holders: TokenHolders,
-        bundles: EpochCache[SecretAddress, ReadBundle],
+        bundles: EpochCache[SecretAddress, CachedRead],
     ) -> None:
         self._engine = engine
         self._throttle = throttle
@@ -76,6 +95,7 @@ class FastSecretReader:
         self._holders = holders
         self._bundles = bundles
         self._read_query = CompiledStatement(READ_QUERY, engine)
+        self._reason_query = CompiledStatement(_REASON_QUERY, engine)
 
     @property
     def holders(self) -> TokenHolders:
@@ -142,6 +162,8 @@ class FastSecretReader:
             bundle = await run(self._load_bundle, address, self._bundles.stamp(now))
             if bundle is None:
                 return None
+        if isinstance(bundle, NeedsReason):
+            return None  # refused (or served with the reason given) by the full path
         if bundle.limits.limited:
             return None  # counted reads and expiry are the full path's
         if not self._within_rate(actor.id):
@@ -169,10 +191,18 @@ class FastSecretReader:
             comment=stored.comment,
         )
 
-    def _load_bundle(self, address: SecretAddress, stamp: Stamp | None) -> ReadBundle | None:
-        """The secret's current version from the database, cached under ``stamp``."""
+    def _load_bundle(self, address: SecretAddress, stamp: Stamp | None) -> CachedRead | None:
+        """The secret's current version from the database (``NEEDS_REASON`` instead when
+        its environment's policy wants reads to state a reason), cached under ``stamp``
+        (environment policies move the same epoch as secrets)."""
         org_id, project, environment, key = address
         with raw_reads(self._engine) as tx:
+            policy = tx.fetch_one(
+                self._reason_query, {"org_id": org_id, "environment": environment}
+            )
+            if policy is not None and policy[0]:
+                self._bundles.put(address, NEEDS_REASON, stamp)
+                return NEEDS_REASON
             row = tx.fetch_one(
                 self._read_query,
                 {

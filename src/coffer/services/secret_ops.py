@@ -16,17 +16,23 @@ from coffer.crypto.aad import secret_version_aad
 from coffer.crypto.keys import DataKey
 from coffer.domain.errors import Gone, InvalidInput, NotFound, TooLarge
 from coffer.domain.events import Event
+from coffer.domain.inventory import InventoryChange
 from coffer.domain.models import CallContext, Environment, Project, WriteResult
 from coffer.domain.names import validate_key_name
 from coffer.domain.read_limits import NO_LIMITS, LimitState, ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.keyring import Keyring
 from coffer.services.limited_reads import count_read, counters, last_read_event, sealed_if_last
+from coffer.services.policy_enforcement import check_write, record_inventory
+from coffer.services.read_reasons import require_read_reason
 from coffer.storage import key_rotation_store, read_limits, secret_store
 from coffer.storage.secret_store import ExpiredSecret, ReadBundle, SecretRow, StoredVersion
 from coffer.storage.tables import secrets
 
 MAX_COMMENT_LENGTH = 1024
+# How values are read that never leave the service (a rollback writes the value back as a
+# new version): no stated reason is needed for them.
+_VALUE_STAYS = frozenset({"rollback"})
 MAX_VERSION = 2_147_483_647  # the database's integer range
 
 
@@ -185,9 +191,13 @@ class SecretOps:
         skip_unchanged: bool = False,
         metadata: dict[str, str | int | None] | None = None,
         limits: ReadLimits | None = None,
+        inventory: InventoryChange | None = None,
     ) -> WriteResult:
         """Appends a new version of ``key`` (creating the secret if needed) and audits it.
         With ``skip_unchanged`` an identical current value writes nothing ("unchanged").
+        ``inventory`` changes the secret's metadata too (``inventory.updated``). Raises
+        PolicyViolation, before writing anything, when the secret would break its
+        environment's policy (``policy_enforcement.check_write``).
 
         A new version starts its read count afresh (and unseals a sealed secret). ``limits``
         with a TTL or read limit replace the secret's; without them the secret keeps its
@@ -206,6 +216,9 @@ class SecretOps:
                     key=key, outcome="unchanged", version=row.current_version, limits=row.limits
                 )
         version = row.current_version + 1
+        fields = check_write(
+            conn, project.org_id, env.name, row.id, key, inventory, new_secret=version == 1
+        )
         ciphertext, key_version = self.cipher.seal(conn, project, env, key, version, value)
         secret_store.insert_version(
             conn,
@@ -236,6 +249,9 @@ class SecretOps:
             key=key,
             metadata={"version": version, **limit_fields, **(metadata or {})},
         )
+        if inventory is not None and fields is not None:
+            where = (project.name, env.name, key)
+            record_inventory(conn, ctx, self.audit, where, row.id, fields, inventory, now)
         return WriteResult(
             key=key, outcome="created" if created else "updated", version=version, limits=state
         )
@@ -275,11 +291,14 @@ class SecretOps:
         stored: StoredVersion,
         *,
         via: str,
+        reason_checked: bool = False,
     ) -> SecretValue:
         """Decrypts a stored version and records ``secret.read`` (``via`` says how), without
-        counting it against a read limit (the value does not leave the service)."""
+        counting it against a read limit. Raises ReasonRequired as ``record_read`` does."""
         value = self.cipher.open(conn, project, env, key, stored)
-        self.record_read(conn, ctx, project, env, key, stored, via=via)
+        self.record_read(
+            conn, ctx, project, env, key, stored, via=via, reason_checked=reason_checked
+        )
         return value
 
     def reveal_current(
@@ -291,9 +310,11 @@ class SecretOps:
         row: SecretRow,
         *,
         via: str,
+        reason_checked: bool = False,
     ) -> tuple[SecretValue, LimitState]:
         """Decrypts the current version of ``row`` for a caller, counting the read against
-        its limits (see ``count_read``, whose errors it raises) and recording it."""
+        its limits (see ``count_read``, whose errors it raises) and recording it (see
+        ``record_read``, whose ReasonRequired it raises)."""
         stored = secret_store.get_version(conn, row.id, row.current_version)
         if stored is None:
             raise secret_not_found(row.key, env.name)
@@ -309,6 +330,7 @@ class SecretOps:
             limits=row.limits,
             updated_at=row.updated_at,
             via=via,
+            reason_checked=reason_checked,
         )
         return value, state
 
@@ -325,10 +347,11 @@ class SecretOps:
         limits: LimitState,
         updated_at: float,
         via: str,
+        reason_checked: bool = False,
     ) -> LimitState:
         """Counts a read of an opened version of the secret as it was at ``updated_at``
-        (``count_read``), records it and, after the last allowed read, burns or seals the
-        secret (``after_read``); returns the state after the read."""
+        (``count_read``), records it (``record_read``) and, after the last allowed read,
+        burns or seals the secret (``after_read``); returns the state after the read."""
         state = self.count_read(
             conn,
             secret_id,
@@ -338,7 +361,17 @@ class SecretOps:
             environment=env.name,
             now=time.time(),
         )
-        self.record_read(conn, ctx, project, env, key, stored, via=via, state=state)
+        self.record_read(
+            conn,
+            ctx,
+            project,
+            env,
+            key,
+            stored,
+            via=via,
+            state=state,
+            reason_checked=reason_checked,
+        )
         self.after_read(conn, ctx, project.name, env.name, key, secret_id, state)
         return sealed_if_last(state)
 
@@ -353,8 +386,15 @@ class SecretOps:
         *,
         via: str,
         state: LimitState = NO_LIMITS,
+        reason_checked: bool = False,
     ) -> None:
-        """Appends the ``secret.read`` entry for a value about to leave the service."""
+        """Appends the ``secret.read`` entry for a value about to leave the service, with
+        the caller's stated reason. Raises ReasonRequired when the environment's policy
+        wants a reason and the caller gave none, unless the caller already checked that
+        (``reason_checked``) or the value stays in the service (a rollback writes it back);
+        the caller's transaction then rolls back whatever it counted."""
+        if not reason_checked and via not in _VALUE_STAYS:
+            require_read_reason(conn, ctx, env.name)
         self.audit.append(
             conn,
             ctx,

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coffer.domain.access import Action
-from coffer.domain.errors import CofferError, Contention, InvalidInput, NotFound
+from coffer.domain.errors import CofferError, Contention, InvalidInput, NotFound, ReasonRequired
 from coffer.domain.events import Event
+from coffer.domain.inventory import InventoryChange
 from coffer.domain.models import (
     CallContext,
     Environment,
@@ -27,6 +28,7 @@ from coffer.domain.read_limits import LimitChange, ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.access import AccessGate
 from coffer.services.lookup import require_scope
+from coffer.services.read_reasons import record_refusal, require_read_reason
 from coffer.services.reference_reader import expand_secret
 from coffer.services.retries import retry_on_conflict
 from coffer.services.secret_ops import (
@@ -88,16 +90,27 @@ class SecretService:
         *,
         comment: str | None = None,
         limits: ReadLimits | None = None,
+        inventory: InventoryChange | None = None,
     ) -> WriteResult:
         """Writes a new version of ``key``, with a TTL and read limit when ``limits`` has
-        them (see ``SecretOps.write``). Raises InvalidInput/TooLarge for bad input and
-        NotFound for an unknown project or environment; changes nothing then."""
+        them, and the metadata change ``inventory`` (see ``SecretOps.write``). Raises
+        InvalidInput/TooLarge for bad input, PolicyViolation when the secret would break its
+        environment's policy, and NotFound for an unknown project or environment; changes
+        nothing then."""
         validate_write(key, value, comment, self._limits)
         self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
             return self._ops.write(
-                conn, ctx, found, env, key, value, comment=comment, limits=limits
+                conn,
+                ctx,
+                found,
+                env,
+                key,
+                value,
+                comment=comment,
+                limits=limits,
+                inventory=inventory,
             )
 
     def set_many(self, writes: Sequence[SecretWrite]) -> list[WriteResult | CofferError]:
@@ -180,16 +193,43 @@ class SecretService:
         version: int | None = None,
         expand: bool = False,
     ) -> RevealedSecret:
-        """Returns the current (or given) version with its value, recording ``secret.read``.
-        A limited secret's read is counted (and may be its last: it is then burned or
-        sealed in the same transaction). Raises NotFound for an unknown, burned or expired
-        secret or an unknown version, Gone for a sealed one, InvalidInput for a bad
-        reference; a failed read counts nothing."""
+        """Returns the current (or given) version with its value, recording ``secret.read``
+        (with the caller's stated reason). A limited secret's read is counted (and may be
+        its last: it is then burned or sealed in the same transaction). Raises NotFound for
+        an unknown, burned or expired secret or an unknown version, Gone for a sealed one,
+        InvalidInput for a bad reference, ReasonRequired (recorded as ``access.denied``)
+        when the policy of this environment, or of one a reference reads, wants a reason
+        and none was given; a failed read counts nothing."""
         validate_key_name(key)
         _check_version(key, version)
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
+        try:
+            return self._read(ctx, project, environment, key, version=version, expand=expand)
+        except ReasonRequired as refusal:
+            record_refusal(
+                self._engine,
+                self._ops.audit,
+                ctx,
+                refusal,
+                Action.SECRET_READ,
+                project=project,
+                environment=environment,
+            )
+            raise
+
+    def _read(
+        self,
+        ctx: CallContext,
+        project: str,
+        environment: str,
+        key: str,
+        *,
+        version: int | None,
+        expand: bool,
+    ) -> RevealedSecret:
         now = time.time()
         with self._engine.begin() as conn:
+            require_read_reason(conn, ctx, environment)
             if expand:  # references may count further limited secrets
                 serialize_counted_reads(conn, ctx.actor.org_id)
             bundle = secret_store.fetch_for_read(
@@ -216,6 +256,7 @@ class SecretService:
                     limits=bundle.limits,
                     updated_at=bundle.updated_at,
                     via="get",
+                    reason_checked=True,
                 )
                 if expand:
                     value = expand_secret(conn, ctx, self._ops, found, env, key, value)

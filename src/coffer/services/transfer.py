@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coffer.domain.access import Action
-from coffer.domain.errors import InvalidInput, NotFound
+from coffer.domain.access_requests import Operation
+from coffer.domain.errors import ApprovalRequired, InvalidInput, NotFound, ReasonRequired
 from coffer.domain.events import Event
 from coffer.domain.models import (
     CallContext,
@@ -22,12 +23,15 @@ from coffer.domain.models import (
 from coffer.domain.names import validate_key_name
 from coffer.domain.secret_value import SecretValue
 from coffer.services.access import AccessGate
+from coffer.services.approvals import require_approval, validate_approval_id
 from coffer.services.lookup import require_environment, require_project, require_scope
+from coffer.services.read_reasons import reason_required, record_refusal
 from coffer.services.reference_reader import expand_secret
 from coffer.services.retries import retry_on_conflict
 from coffer.services.secret_ops import Limits, SecretOps, validate_write
 from coffer.storage import secret_store
 from coffer.storage.database import serialize_counted_reads
+from coffer.storage.policy_store import policy_for
 
 
 class TransferService:
@@ -85,14 +89,52 @@ class TransferService:
 
     @retry_on_conflict
     def export(
-        self, ctx: CallContext, project: str, environment: str, *, expand: bool = True
+        self,
+        ctx: CallContext,
+        project: str,
+        environment: str,
+        *,
+        expand: bool = True,
+        approval: str | None = None,
     ) -> dict[str, SecretValue]:
         """Returns every current value (references expanded unless ``expand`` is False),
-        recording one ``secret.read`` per key. A limited secret's read is counted like any
-        other read; sealed and expired secrets are left out."""
+        recording one ``secret.read`` per key (with the caller's stated reason). A limited
+        secret's read is counted like any other read; sealed and expired secrets are left
+        out. Where the environment's policy wants a reason, the caller must state one
+        (ReasonRequired); where it wants two people for an export (``export_approvals`` 2),
+        ``approval`` must name an approved, unused ``env.export`` approval of this
+        environment that the caller asked for and someone else approved: it is used in
+        this transaction (``approval.used``), else ApprovalRequired. Both refusals are
+        recorded as ``access.denied`` and change nothing."""
+        if approval is not None:
+            approval = validate_approval_id(approval)
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
+        try:
+            return self._export(ctx, project, environment, expand=expand, approval=approval)
+        except (ReasonRequired, ApprovalRequired) as refusal:
+            record_refusal(
+                self._engine,
+                self._ops.audit,
+                ctx,
+                refusal,
+                Action.SECRET_READ,
+                project=project,
+                environment=environment,
+            )
+            raise
+
+    def _export(
+        self,
+        ctx: CallContext,
+        project: str,
+        environment: str,
+        *,
+        expand: bool,
+        approval: str | None,
+    ) -> dict[str, SecretValue]:
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
+            self._whole_environment_read(conn, ctx, found, env, approval)
             serialize_counted_reads(conn, ctx.actor.org_id)
             limited = secret_store.limited_secrets(conn, env.id)
             values: dict[str, SecretValue] = {}
@@ -101,16 +143,46 @@ class TransferService:
                 if key in limited:
                     try:
                         value, _ = self._ops.reveal_current(
-                            conn, ctx, found, env, limited[key], via="export"
+                            conn, ctx, found, env, limited[key], via="export", reason_checked=True
                         )
                     except NotFound:  # sealed, or its last read went to someone else
                         continue
                 else:
-                    value = self._ops.read_stored(conn, ctx, found, env, key, stored, via="export")
+                    value = self._ops.read_stored(
+                        conn, ctx, found, env, key, stored, via="export", reason_checked=True
+                    )
                 if expand:
                     value = expand_secret(conn, ctx, self._ops, found, env, key, value)
                 values[key] = value
             return values
+
+    def _whole_environment_read(
+        self,
+        conn: sa.Connection,
+        ctx: CallContext,
+        project: Project,
+        env: Environment,
+        approval: str | None,
+    ) -> None:
+        """Checks, in the transaction of a read of every value of ``env`` (an export, a
+        promotion from it), what its policy wants: a stated reason (else ReasonRequired)
+        and, for ``export_approvals`` 2, a second person's approval, which is used here
+        (else ApprovalRequired)."""
+        policy = policy_for(conn, ctx.actor.org_id, env.name)
+        if policy is None:
+            return
+        if policy.require_read_reason and ctx.reason is None:
+            raise reason_required(env.name)
+        if policy.export_approvals >= 2:
+            require_approval(
+                conn,
+                self._ops.audit,
+                ctx,
+                approval,
+                operation=Operation.ENV_EXPORT,
+                target=f"{project.name}/{env.name}",
+                now=time.time(),
+            )
 
     def diff(self, ctx: CallContext, project: str, from_env: str, to_env: str) -> EnvironmentDiff:
         """Compares two environments' keys and (raw) values; reports keys only, never values.
@@ -148,12 +220,16 @@ class TransferService:
         keys: Iterable[str] | None = None,
         overwrite: bool = False,
         dry_run: bool = False,
+        approval: str | None = None,
     ) -> PromotionReport:
         """Copies values from one environment to another. A key absent in the target is
         created; a differing one is updated with ``overwrite`` and skipped without it; an
         identical one is skipped. With ``dry_run`` nothing is written. Raw values are copied,
         so references resolve in the target environment. A source secret with a TTL or read
-        limit is skipped: a copy would outlive its limits."""
+        limit is skipped: a copy would outlive its limits. Copying values out of an
+        environment reads it as a whole: unless ``dry_run``, its policy's reason and second
+        approval (``approval``) are needed as for ``export``, and their refusals are
+        recorded the same way."""
         if from_env == to_env:
             raise InvalidInput("--from and --to must name different environments", field="to")
         wanted = (
@@ -161,14 +237,53 @@ class TransferService:
         )
         if wanted == []:
             raise InvalidInput("keys must name at least one key when given", field="keys")
+        if approval is not None:
+            approval = validate_approval_id(approval)
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=from_env)
         target_action = Action.SECRET_READ if dry_run else Action.SECRET_WRITE
         self._gate.require(ctx, target_action, project=project, environment=to_env)
+        try:
+            return self._promote(
+                ctx,
+                project,
+                from_env,
+                to_env,
+                wanted,
+                overwrite=overwrite,
+                dry_run=dry_run,
+                approval=approval,
+            )
+        except (ReasonRequired, ApprovalRequired) as refusal:
+            record_refusal(
+                self._engine,
+                self._ops.audit,
+                ctx,
+                refusal,
+                Action.SECRET_READ,
+                project=project,
+                environment=from_env,
+            )
+            raise
+
+    def _promote(
+        self,
+        ctx: CallContext,
+        project: str,
+        from_env: str,
+        to_env: str,
+        wanted: list[str] | None,
+        *,
+        overwrite: bool,
+        dry_run: bool,
+        approval: str | None,
+    ) -> PromotionReport:
         report = PromotionReport(dry_run=dry_run)
         with self._engine.begin() as conn:
             found = require_project(conn, ctx.actor, project)
             source_env = require_environment(conn, found, from_env)
             target_env = require_environment(conn, found, to_env)
+            if not dry_run:
+                self._whole_environment_read(conn, ctx, found, source_env, approval)
             source = self._plaintexts(conn, found, source_env)
             target = self._plaintexts(conn, found, target_env)
             limited = secret_store.limited_secrets(conn, source_env.id)

@@ -46,6 +46,8 @@ WATCHED_TABLES: dict[str, frozenset[CacheFamily]] = {
     "secret_versions": frozenset({_S}),
     "data_keys": frozenset({_S, _K}),
     "root_keys": frozenset({_K}),
+    # The hot read path caches whether an environment's reads must state a reason.
+    "environment_policies": frozenset({_S}),
 }
 
 CACHE_NEUTRAL = "coffer_cache_neutral"

@@ -14,6 +14,9 @@ from coffer.domain.secret_value import SecretValue
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["transfer"])
 
+APPROVAL_DESCRIPTION = (
+    "An env.export approval id, where the environment's policy wants a second approver"
+)
 _MEDIA_TYPES = {"dotenv": "text/plain", "json": "application/json", "yaml": "application/yaml"}
 
 
@@ -69,12 +72,17 @@ async def export_secrets(
     run: Run,
     format: str = Query(default="json", description="dotenv, json or yaml"),
     expand: bool = Query(default=True, description="Expand ${...} references"),
+    approval: str | None = Query(default=None, description=APPROVAL_DESCRIPTION),
 ) -> Response:
     """Returns every current value as a .env, JSON or YAML document (one read entry per key).
-    In dotenv, keys become variable names by the ``coffer run`` rule."""
+    In dotenv, keys become variable names by the ``coffer run`` rule. Where the
+    environment's policy says so, the ``reason`` query parameter (403 ``reason_required``)
+    and a second person's approval (403 ``approval_required``) are needed."""
     if format not in _MEDIA_TYPES:
         raise InvalidInput("format must be one of dotenv, json, yaml", field="format")
-    values = await run(services.transfer.export, caller, project, environment, expand=expand)
+    values = await run(
+        services.transfer.export, caller, project, environment, expand=expand, approval=approval
+    )
     text = render({key: value.reveal() for key, value in values.items()}, format)
     return Response(content=text, media_type=_MEDIA_TYPES[format])
 
@@ -102,9 +110,15 @@ async def diff_environments(
 
 @router.post("/promote")
 async def promote(
-    project: str, body: PromoteBody, caller: Caller, services: ServicesDep, run: Run
+    project: str,
+    body: PromoteBody,
+    caller: Caller,
+    services: ServicesDep,
+    run: Run,
+    approval: str | None = Query(default=None, description=APPROVAL_DESCRIPTION),
 ) -> dict[str, Any]:
-    """Copies values between environments and reports created, updated and skipped keys."""
+    """Copies values between environments and reports created, updated and skipped keys.
+    Copying out of an environment needs what exporting it needs (a reason, an approval)."""
     report = await run(
         services.transfer.promote,
         caller,
@@ -114,6 +128,7 @@ async def promote(
         keys=body.keys,
         overwrite=body.overwrite,
         dry_run=body.dry_run,
+        approval=approval,
     )
     return {
         "created": report.created,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from coffer.cli.commands.secrets import env_path
+from coffer.cli.commands.secrets import ReasonOpt, env_path, reason_params
 from coffer.cli.common import EnvOpt, ProjectOpt, api, handle_errors
 from coffer.domain.errors import InvalidInput
 
@@ -27,14 +27,15 @@ def run(
     project: ProjectOpt,
     env: EnvOpt,
     command: Annotated[list[str], typer.Argument(help="The command and its arguments.")],
+    reason: ReasonOpt = None,
 ) -> None:
-    """Run COMMAND with the secrets as environment variables; exits with its exit code."""
+    """Run COMMAND with the secrets as environment variables; exits with its exit code.
+    --reason (or COFFER_REASON) states why, where the environment's policy wants reads to."""
     if not command:
         raise InvalidInput("give the command to run after --", field="command")
+    params = {"format": "json", "expand": "true", **reason_params(reason)}
     with api() as client:
-        response = client.request(
-            "GET", f"{env_path(project, env)}/export", params={"format": "json", "expand": "true"}
-        )
+        response = client.request("GET", f"{env_path(project, env)}/export", params=params)
     variables = secret_environment(response.json())
     child_env = {**os.environ, **variables}
     sys.stdout.flush()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from coffer.cli.client import key_part, path_part
+from coffer.cli.commands.inventory import inventory_fields
 from coffer.cli.common import EnvOpt, JsonOpt, ProjectOpt, api, handle_errors
 from coffer.cli.output import emit, print_json, print_table, short_time
 from coffer.domain.errors import InvalidInput
@@ -23,6 +24,20 @@ secrets_app = typer.Typer(help="Read and write secrets.", no_args_is_help=True)
 
 KeyArg = Annotated[str, typer.Argument(help="Secret key, e.g. DB_PASSWORD or db/password.")]
 CommentOpt = Annotated[str | None, typer.Option("--comment", "-c", help="Why it changed.")]
+ReasonOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reason",
+        envvar="COFFER_REASON",
+        help="Why you read it (recorded in the audit log; required where a policy says so).",
+        show_default=False,
+    ),
+]
+
+
+def reason_params(reason: str | None) -> dict[str, str]:
+    """The ``reason`` query parameter of a read that states why (none when not given)."""
+    return {} if reason is None else {"reason": reason}
 
 
 def env_path(project: str, env: str) -> str:
@@ -210,12 +225,34 @@ def set_secret(
     ttl: TtlOpt = None,
     reads: ReadsOpt = None,
     no_delete: NoDeleteOpt = False,
+    owner: Annotated[str | None, typer.Option("--owner", help="Inventory: its owner.")] = None,
+    system: Annotated[str | None, typer.Option("--system", help="Inventory: its system.")] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="Inventory: what it is.")
+    ] = None,
+    sensitivity: Annotated[
+        str | None,
+        typer.Option("--sensitivity", help="Inventory: public, internal, confidential, secret."),
+    ] = None,
+    rotate_every: Annotated[
+        str | None, typer.Option("--rotate-every", help="Inventory: rotation period, e.g. 90d.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a new version of a secret. --ttl and --reads limit it (a new version without
-    them keeps the secret's limits and counts its reads afresh)."""
-    body = {"value": read_value(value), "comment": comment}
+    them keeps the secret's limits and counts its reads afresh). --owner, --system,
+    --description, --sensitivity and --rotate-every set its inventory metadata with it."""
+    body: dict[str, Any] = {"value": read_value(value), "comment": comment}
     body.update(limit_fields(ttl, reads, no_delete))
+    inventory = inventory_fields(
+        owner=owner,
+        system=system,
+        description=description,
+        sensitivity=sensitivity,
+        rotate_every=rotate_every,
+    )
+    if inventory:
+        body["inventory"] = inventory
     with api() as client:
         data = client.send_json("PUT", secret_path(project, env, "secrets", key), body)
     text = f"{data['outcome'].capitalize()} {key} (version {data['version']})"
@@ -232,10 +269,12 @@ def get_secret(
     env: EnvOpt,
     version: Annotated[int | None, typer.Option("--version", help="A past version.")] = None,
     expand: Annotated[bool, typer.Option("--expand", help="Expand ${...} references.")] = False,
+    reason: ReasonOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print a secret's value (the current version unless --version)."""
-    params: dict[str, object] = {"expand": "true" if expand else "false"}
+    """Print a secret's value (the current version unless --version). --reason (or
+    COFFER_REASON) states why, where the environment's policy wants reads to."""
+    params: dict[str, object] = {"expand": "true" if expand else "false", **reason_params(reason)}
     if version is not None:
         params["version"] = version
     with api() as client:

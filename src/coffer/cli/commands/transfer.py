@@ -9,13 +9,27 @@ from typing import Annotated
 import typer
 
 from coffer.cli.client import path_part
-from coffer.cli.commands.secrets import env_path
+from coffer.cli.commands.secrets import ReasonOpt, env_path, reason_params
 from coffer.cli.common import EnvOpt, JsonOpt, ProjectOpt, api, handle_errors
 from coffer.cli.output import emit, print_json
 from coffer.domain.errors import InvalidInput
 
 FromOpt = Annotated[str, typer.Option("--from", help="Source environment.")]
 ToOpt = Annotated[str, typer.Option("--to", help="Target environment.")]
+ApprovalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--approval",
+        help="An env.export approval id (`coffer approvals request env.export PROJECT/ENV`), "
+        "where the environment's policy wants a second approver.",
+        show_default=False,
+    ),
+]
+
+
+def _read_params(reason: str | None, approval: str | None) -> dict[str, str]:
+    """The query parameters stating why (``reason``) and with whose approval."""
+    return {**reason_params(reason), **({} if approval is None else {"approval": approval})}
 
 
 def _list_line(label: str, keys: list[str], width: int = 10) -> str:
@@ -68,8 +82,12 @@ def export(
         Path | None, typer.Option("--output", "-o", help="Write to a file (mode 0600).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    reason: ReasonOpt = None,
+    approval: ApprovalOpt = None,
 ) -> None:
-    """Print every secret of an environment as dotenv, JSON or YAML."""
+    """Print every secret of an environment as dotenv, JSON or YAML. Where its policy says
+    so, --reason (or COFFER_REASON) states why and --approval names a second person's
+    approval (used once)."""
     import os
 
     if as_json:
@@ -80,7 +98,11 @@ def export(
         response = client.request(
             "GET",
             f"{env_path(project, env)}/export",
-            params={"format": fmt, "expand": "false" if raw else "true"},
+            params={
+                "format": fmt,
+                "expand": "false" if raw else "true",
+                **_read_params(reason, approval),
+            },
         )
     if output is None:
         sys.stdout.write(response.text)
@@ -122,9 +144,12 @@ def promote(
         bool, typer.Option("--overwrite", help="Replace differing values.")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report without writing.")] = False,
+    reason: ReasonOpt = None,
+    approval: ApprovalOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Copy secrets from one environment to another and report what changed."""
+    """Copy secrets from one environment to another and report what changed. Copying out
+    of an environment needs what exporting it needs (--reason, --approval)."""
     key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
     body = {
         "from": from_env,
@@ -134,7 +159,12 @@ def promote(
         "dry_run": dry_run,
     }
     with api() as client:
-        data = client.send_json("POST", f"/api/v1/projects/{path_part(project)}/promote", body)
+        data = client.request(
+            "POST",
+            f"/api/v1/projects/{path_part(project)}/promote",
+            json=body,
+            params=_read_params(reason, approval) or None,
+        ).json()
     title = f"{'Would promote' if dry_run else 'Promoted'} {project}: {from_env} -> {to_env}"
     summary = "\n".join(
         [
