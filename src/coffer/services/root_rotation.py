@@ -10,7 +10,7 @@ nothing left under it. Running the rotation again resumes the pending generation
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import sqlalchemy as sa
@@ -24,6 +24,7 @@ from coffer.crypto.providers.configured import RootProviders
 from coffer.domain.errors import ConfigError, DecryptionFailed
 from coffer.domain.events import Event
 from coffer.domain.root_keys import RootKeyRecord, RootKeyState, RootKeyStatus
+from coffer.services.approvals import use_root_approvals
 from coffer.services.kek_ring import KekRing
 from coffer.storage import root_key_store as store
 from coffer.storage.root_key_store import SealedBlob
@@ -77,10 +78,16 @@ class RootRotation:
         self._keks = keks
         self._providers = providers
         self._audit_keys = audit_keys
+        self._writer = AuditWriter(audit_keys)
 
-    def start(self) -> RootKeyRecord:
+    def start(self, approvals: Sequence[str] = ()) -> RootKeyRecord:
         """Returns the pending generation: the one under way, else a new one under the
-        configured provider. Raises ConfigError when the provider cannot make a key."""
+        configured provider. A new one needs a second person's ``root.rotate`` approval
+        (among ``approvals``, ids) for every organization whose settings ask for one: they
+        are used in the transaction that records the new generation
+        (``approvals.use_root_approvals``), before any key is made. Raises ApprovalRequired
+        naming what is missing (nothing is changed), ConfigError when the provider cannot
+        make a key."""
         with self._engine.begin() as conn:
             active = store.in_state(conn, RootKeyState.ACTIVE)
             assert active is not None
@@ -91,6 +98,7 @@ class RootRotation:
             if pending is not None:
                 self._keks.open_generation(pending)
                 return pending
+            use_root_approvals(conn, self._writer, approvals, time.time())
             generation = active.generation + 1
             provider = self._providers.get(self._providers.configured)
             new = provider.new_kek(generation, rotate=True)
@@ -167,7 +175,7 @@ class RootRotation:
                 return done, moved
 
     def _record(self, conn: sa.Connection, old: RootKeyRecord, new: RootKeyRecord) -> None:
-        AuditWriter(self._audit_keys).append(
+        self._writer.append(
             conn,
             None,
             Event.ROOT_KEY_ROTATED,

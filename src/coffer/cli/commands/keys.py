@@ -202,12 +202,22 @@ def _old_key_note(old: RootKeyRecord, new: RootKeyRecord, settings: Settings) ->
 def rotate_root(
     directory: DirOpt = None,
     batch: RootBatchOpt = None,
+    approvals: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approval",
+            help="Repeatable. A root.rotate approval (`coffer approvals request root.rotate`) "
+            "that another admin granted; needed where root_rotation_approvals is 2.",
+            show_default=False,
+        ),
+    ] = None,
     yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Rotate the vault's root key: a new one under COFFER_ROOT_PROVIDER (so this also moves
     a vault between providers), every key sealed under the old one re-sealed, then the new
-    one made active. Runs here, on the vault; a running server follows by itself.
+    one made active. Runs here, on the vault; a running server follows by itself. Where an
+    organization wants two people for it, --approval names their approval (used once).
 
     An interrupted rotation resumes when run again."""
     from coffer.bootstrap.operator import operator_vault
@@ -231,7 +241,7 @@ def rotate_root(
         rotation = RootRotation(
             vault.engine, vault.opened.keks, vault.providers, vault.opened.audit_keys
         )
-        pending = rotation.start()
+        pending = rotation.start(approvals or ())
         if resumed and not as_json:
             sys.stdout.write(f"Resuming the root rotation to {_generation_text(pending)}\n")
             sys.stdout.flush()
