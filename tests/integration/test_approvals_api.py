@@ -259,7 +259,7 @@ def test_a_root_rotation_needs_a_second_persons_approval(people: People, project
             vault.engine, vault.opened.keks, vault.providers, vault.opened.audit_keys
         )
         for given, phrase in (
-            ((), "needs a second person's approval in organization"),
+            ((), "needs a second person's approval in organization acme"),
             ((root_id,), "is pending, not approved"),
             ((export_id,), f"is for env.export of {project}/production"),
         ):

@@ -33,6 +33,8 @@ APPROVAL_VALID_SECONDS = 24 * 3600  # an approval granted must be used within th
 
 # Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A request's or approval's id: a ULID, 26 characters of Crockford base32.
+_RECORD_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 _ALL = "all"
 
 
@@ -89,6 +91,15 @@ def validate_reason(text: object, *, field: str = "reason") -> str:
             f"{field} must not contain control characters or line breaks", field=field
         )
     return stripped
+
+
+def validate_record_id(text: object, *, field: str, what: str) -> str:
+    """Returns the id of a request or approval (``what``), upper-cased; raises InvalidInput
+    naming ``field`` unless it is 26 characters of Crockford base32."""
+    normalized = text.strip().upper() if isinstance(text, str) else ""
+    if not _RECORD_ID.fullmatch(normalized):
+        raise InvalidInput(f"{field} must be {what} id (26 characters)", field=field)
+    return normalized
 
 
 def validate_note(text: object, *, required: bool) -> str | None:

@@ -28,13 +28,13 @@ from coffer.domain.access_requests import (
     parse_status_filter,
     validate_note,
     validate_reason,
+    validate_record_id,
 )
-from coffer.domain.errors import AccessDenied, Conflict, InvalidInput, NotFound
+from coffer.domain.errors import AccessDenied, Conflict, NotFound
 from coffer.domain.events import Event
 from coffer.domain.models import ActorKind, CallContext
 from coffer.domain.names import validate_resource_name
 from coffer.services.access import AccessGate
-from coffer.services.approvals import validate_approval_id
 from coffer.services.lookup import require_environment, require_project
 from coffer.storage import access_store, request_store, user_store
 
@@ -319,11 +319,8 @@ class AccessRequestService:
 
 
 def _request_id(text: str) -> str:
-    """A request id (same form as an approval id); raises InvalidInput naming ``id``."""
-    try:
-        return validate_approval_id(text, field="id")
-    except InvalidInput:
-        raise InvalidInput("id must be an access request id (26 characters)", field="id") from None
+    """A request id; raises InvalidInput naming ``id``."""
+    return validate_record_id(text, field="id", what="an access request")
 
 
 def _require_pending(request: AccessRequest, now: float) -> None:

@@ -11,7 +11,6 @@ identity of the organization). A pending approval nobody decided on expires afte
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 
@@ -31,26 +30,20 @@ from coffer.domain.access_requests import (
     parse_status_filter,
     validate_note,
     validate_reason,
+    validate_record_id,
 )
-from coffer.domain.errors import ApprovalRequired, Conflict, InvalidInput, NotFound
+from coffer.domain.errors import ApprovalRequired, Conflict, NotFound
 from coffer.domain.events import Event
 from coffer.domain.models import CallContext
 from coffer.services.access import AccessGate
 from coffer.services.lookup import require_scope
 from coffer.storage import approval_store
-from coffer.storage.audit_store import organization_ids
 from coffer.storage.settings_store import settings_for
-
-_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
 def validate_approval_id(text: object, *, field: str = "approval") -> str:
-    """Returns an approval id (26 characters of Crockford base32, any case); raises
-    InvalidInput naming ``field``."""
-    normalized = text.strip().upper() if isinstance(text, str) else ""
-    if not _ID.fullmatch(normalized):
-        raise InvalidInput(f"{field} must be an approval id (26 characters)", field=field)
-    return normalized
+    """Returns an approval id; raises InvalidInput naming ``field``."""
+    return validate_record_id(text, field=field, what="an approval")
 
 
 def how_to_approve(operation: Operation, target: str | None) -> str:
@@ -150,15 +143,16 @@ def use_root_approvals(
             raise ApprovalRequired(f"{why}: {how}")
         given.append(approval)
     covered = {approval.org_id for approval in given}
+    names = approval_store.organization_names(conn)
     missing = [
-        org_id
-        for org_id in organization_ids(conn)
-        if settings_for(conn, org_id).root_rotation_approvals >= 2 and org_id not in covered
+        name
+        for org_id, name in sorted(names.items(), key=lambda item: item[1])
+        if org_id not in covered and settings_for(conn, org_id).root_rotation_approvals >= 2
     ]
     if missing:
         raise ApprovalRequired(
             f"rotating the root key needs a second person's approval in organization "
-            f"{', '.join(missing)} (root_rotation_approvals is 2): {how}"
+            f"{', '.join(missing)} (its root_rotation_approvals is 2): {how}"
         )
     for approval in given:
         _use(conn, audit, None, approval, now)

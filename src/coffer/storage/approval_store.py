@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from coffer.domain.access_requests import ApprovalStatus, Operation, OperationApproval, Person
 from coffer.storage.compliance_tables import operation_approvals
 from coffer.storage.ids import new_id
-from coffer.storage.tables import machines, users
+from coffer.storage.tables import machines, organizations, users
 
 _requester_user = users.alias("approval_requester")
 _requester_machine = machines.alias("approval_requester_machine")
@@ -163,3 +163,9 @@ def mark_used(conn: sa.Connection, approval_id: str, now: float) -> None:
         .where(operation_approvals.c.id == approval_id)
         .values(status=ApprovalStatus.USED.value, used_at=now)
     )
+
+
+def organization_names(conn: sa.Connection) -> dict[str, str]:
+    """Every organization of the vault: its name by id (a root rotation concerns them all)."""
+    rows = conn.execute(sa.select(organizations.c.id, organizations.c.name))
+    return {str(row[0]): str(row[1]) for row in rows}
