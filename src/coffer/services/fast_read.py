@@ -194,15 +194,10 @@ class FastSecretReader:
     def _load_bundle(self, address: SecretAddress, stamp: Stamp | None) -> CachedRead | None:
         """The secret's current version from the database (``NEEDS_REASON`` instead when
         its environment's policy wants reads to state a reason), cached under ``stamp``
-        (environment policies move the same epoch as secrets)."""
+        (environment policies move the same epoch as secrets); None, not cached, when there
+        is no such secret."""
         org_id, project, environment, key = address
         with raw_reads(self._engine) as tx:
-            policy = tx.fetch_one(
-                self._reason_query, {"org_id": org_id, "environment": environment}
-            )
-            if policy is not None and policy[0]:
-                self._bundles.put(address, NEEDS_REASON, stamp)
-                return NEEDS_REASON
             row = tx.fetch_one(
                 self._read_query,
                 {
@@ -213,8 +208,14 @@ class FastSecretReader:
                     "version": None,
                 },
             )
-        if row is None:
-            return None
+            if row is None:
+                return None
+            policy = tx.fetch_one(
+                self._reason_query, {"org_id": org_id, "environment": environment}
+            )
+        if policy is not None and policy[0]:
+            self._bundles.put(address, NEEDS_REASON, stamp)
+            return NEEDS_REASON
         bundle = read_bundle_from_row(row, org_id=org_id, project=project, environment=environment)
         self._bundles.put(address, bundle, stamp)
         return bundle
