@@ -236,6 +236,23 @@ def test_evidence_of_today_counts_reads_and_key_rotations_without_any_value(
     assert "kept without limit" in body["retention"]["policy"]
     assert len(body["controls"]) == 8
     assert body["period"]["from"] == day(-14)
+    assert_rendered_escaped(body)
     [record] = exported(team)
     assert record["from"].startswith(day(-14)) and record["secrets"] == 1
     assert json.loads(json.dumps(record))["controls_failing"] == body["summary"]["failing"]
+
+
+def assert_rendered_escaped(body: dict[str, Any]) -> None:
+    """Rendering the evidence with a key name and a chart label holding HTML (as a hostile
+    server or a future rule change could send) shows them as escaped text, never markup."""
+    from coffer.cli.evidence.report import render_index
+
+    hostile = "<script>alert(1)</script>"
+    body["inventory"][0]["key"] = hostile
+    body["overdue"] = [body["inventory"][0]]
+    body["charts"]["secrets_by_sensitivity"][hostile] = 1
+    body["charts"]["audit_events_per_week"][hostile] = [1] * len(body["charts"]["weeks"])
+    verify = {"ok": True, "command": "coffer audit verify", "lines": [hostile]}
+    html = render_index(body, verify, [(hostile, hostile)])
+    assert "<script" not in html
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 6

@@ -80,8 +80,8 @@ def authorisation(facts: ControlFacts) -> Findings:
     f, found = facts.authorisation, Findings()
     if f.stale_requests:
         found.fail(
-            f"{_plural(len(f.stale_requests), 'access request')} pending longer than "
-            f"{STALE_REQUEST_DAYS} days",
+            f"{_plural(len(f.stale_requests), 'access request')} of the period left "
+            f"undecided for {STALE_REQUEST_DAYS} days",
             f.stale_requests,
         )
     if f.unauthorised_grants:
@@ -97,10 +97,10 @@ def authorisation(facts: ControlFacts) -> Findings:
         )
     found.notes.append(
         f"{f.pending_requests} pending requests, {f.requests_approved} approved and "
-        f"{f.requests_denied} denied in the period, {f.operations_approved} operations "
-        f"approved by a second person; {f.grants_in_period} grants given to people in the "
-        "period, each with an expiry or from an approved request; 0 self-approvals (an "
-        "approver must not be the requester)"
+        f"{f.requests_denied} denied in the period, "
+        f"{_plural(f.operations_approved, 'operation')} approved by a second person; "
+        f"{f.grants_in_period} grants given to people in the period, each with an expiry or "
+        "from an approved request; 0 self-approvals (an approver must not be the requester)"
     )
     return found
 

@@ -82,7 +82,8 @@ CATALOGUE: tuple[tuple[Control, Callable[[ControlFacts], checks.Findings]], ...]
             "access-authorisation",
             "CC6.2",
             "Access is authorised before it is given",
-            f"No access request waits longer than {STALE_REQUEST_DAYS} days; every grant "
+            f"No access request of the period went {STALE_REQUEST_DAYS} days undecided "
+            "(expiring unanswered); every grant "
             "given to a person in the period expires or came from an approved request; no "
             "request was approved by its requester.",
             ("access-requests.csv", "approvals.csv", "grants.csv"),

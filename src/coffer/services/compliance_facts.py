@@ -149,12 +149,13 @@ def authorisation(
     conn: sa.Connection, org_id: str, start: float, end: float, now: float, names: dict[str, str]
 ) -> c.AuthorisationFacts:
     """CC6.2's facts for the period ``start``..``end``."""
-    pending = people.pending_requests(conn, org_id)
+    undecided = people.undecided_requests(conn, org_id, start, end)
+    limit = c.STALE_REQUEST_DAYS * DAY
     stale = [
         f"{names.get(r.requester_id, r.requester_id)} asked for {r.access} on "
-        f"{_scope(r.project, r.environment)} {int((now - r.created_at) // DAY)} days ago"
-        for r in pending
-        if now - r.created_at > c.STALE_REQUEST_DAYS * DAY
+        f"{_scope(r.project, r.environment)} on {day_text(r.created_at)}"
+        for r in undecided
+        if now - r.created_at > limit
     ]
     decided = people.decided_requests(conn, org_id, start, end)
     grants = people.person_grants_in(conn, org_id, start, end)
@@ -166,7 +167,7 @@ def authorisation(
         if g.expires_at is None and g.request_id is None
     ]
     return c.AuthorisationFacts(
-        pending_requests=len(pending),
+        pending_requests=len(undecided) - len(stale),
         stale_requests=tuple(stale),
         requests_approved=decided.get("approved", 0) + decided.get("expired", 0),
         requests_denied=decided.get("denied", 0),

@@ -133,9 +133,12 @@ def existing_identities(conn: sa.Connection, identity_ids: Sequence[str]) -> set
 # --- requests, grants, reviews, offboardings ------------------------------------------------
 
 
-def pending_requests(conn: sa.Connection, org_id: str) -> list[sa.Row[Any]]:
-    """Returns the pending access requests (requester id, project, environment, access,
-    created_at), oldest first."""
+def undecided_requests(
+    conn: sa.Connection, org_id: str, start: float, end: float
+) -> list[sa.Row[Any]]:
+    """Returns the access requests made in the period that no one has decided (stored as
+    ``pending``, whether still open or expired unanswered): requester id, project,
+    environment, access, created_at; oldest first."""
     return list(
         conn.execute(
             sa.select(
@@ -145,7 +148,12 @@ def pending_requests(conn: sa.Connection, org_id: str) -> list[sa.Row[Any]]:
                 access_requests.c.access,
                 access_requests.c.created_at,
             )
-            .where(access_requests.c.org_id == org_id, access_requests.c.status == "pending")
+            .where(
+                access_requests.c.org_id == org_id,
+                access_requests.c.status == "pending",
+                access_requests.c.created_at >= start,
+                access_requests.c.created_at < end,
+            )
             .order_by(access_requests.c.created_at)
         )
     )
