@@ -200,17 +200,26 @@ def test_status_prints_the_control_table_and_fails_while_a_control_fails(cli: Cl
 
 def test_bad_dates_and_a_non_empty_folder_write_nothing(cli: Cli, tmp_path: Path) -> None:
     """Unparsable or backwards dates, a future end and a non-empty --out exit 2 naming the
-    option, before anything is fetched or written."""
+    option, before anything is fetched or written; an --out that cannot be made exits 2
+    too, leaving no staging folder behind."""
     out = tmp_path / "pack"
     cases = [
         (("--from", "2026-02-30", "--to", today()), "--from: must be a date YYYY-MM-DD"),
         (("--from", today(), "--to", today(-2)), "--from: must be on or before --to"),
         (("--from", today(-3), "--to", today(3)), "--to: must not be later than today"),
     ]
-    results = cli.many(*(("compliance", "evidence", *d, "--out", str(out)) for d, _ in cases))
-    for (_, message), result in zip(cases, results, strict=True):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    unwritable = ("--from", today(-1), "--to", today(), "--out", str(blocker / "pack"))
+    results = cli.many(
+        *(("compliance", "evidence", *d, "--out", str(out)) for d, _ in cases),
+        ("compliance", "evidence", *unwritable),
+    )
+    for (_, message), result in zip(cases, results[:-1], strict=True):
         assert message in failed(result, 2)
     assert not out.exists()
+    assert "--out: cannot write the pack into" in failed(results[-1], 2)
+    assert blocker.read_text() == "not a folder"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     stderr = failed(

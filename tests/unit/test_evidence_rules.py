@@ -126,6 +126,19 @@ def test_a_pruned_log_falls_back_to_the_first_later_change() -> None:
     assert untouched[0].role == "owner"
 
 
+def test_a_departed_member_keeps_the_role_recorded_when_they_left() -> None:
+    """A person offboarded after the end, with no change in the log, has the role their
+    offboarding recorded; one who left before the end is not listed."""
+    departed = [
+        PastMember("u9", "zed@acme.test", at("2026-05-01"), "offboarded", "admin"),
+        PastMember("u8", "old@acme.test", at("2026-02-01"), "removed", "viewer"),
+    ]
+    people = members_at(at("2026-03-31"), [], departed, [])
+    assert [(p.email, p.role, p.status) for p in people] == [
+        ("zed@acme.test", "admin", "offboarded 2026-05-01")
+    ]
+
+
 def test_the_permission_matrix_is_what_the_policy_decides() -> None:
     """Viewers read, admins manage the team, only owners manage the audit log, machines
     need grants."""

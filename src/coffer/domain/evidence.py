@@ -143,12 +143,14 @@ class CurrentMember:
 
 @dataclass(frozen=True)
 class PastMember:
-    """A person who was a member at the period's end and has left since (``left_at``)."""
+    """A person who has left (``left_at``, ``how``), with the role they had when they left
+    when it was recorded."""
 
     id: str | None
     email: str
     left_at: float
     how: str
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ def members_at(
             people[past.email] = MemberAtEnd(
                 past.id,
                 past.email,
-                role_of(past.email, None),
+                role_of(past.email, past.role),
                 None,
                 f"{past.how} {day_text(past.left_at)}",
                 None,

@@ -227,6 +227,12 @@ def _membership_events(conn: sa.Connection, org_id: str) -> list[MembershipEvent
     return events
 
 
+def _summary_role(offboarding: dict[str, Any]) -> str | None:
+    summary = offboarding.get("summary")
+    role = summary.get("role") if isinstance(summary, dict) else None
+    return role if isinstance(role, str) else None
+
+
 def _people(
     conn: sa.Connection, org_id: str, end: float, leavers: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -238,7 +244,8 @@ def _people(
         for m in user_store.list_members(conn, org_id)
     ]
     departed = [
-        PastMember(o["user_id"], o["email"], o["offboarded_at"], "offboarded") for o in leavers
+        PastMember(o["user_id"], o["email"], o["offboarded_at"], "offboarded", _summary_role(o))
+        for o in leavers
     ] + [PastMember(None, e.email, e.at, "removed") for e in events if e.kind == "left"]
     grants_of: dict[str, list[str]] = {}
     for grant in access_store.list_grants(conn, org_id):

@@ -102,7 +102,25 @@ def write_pack(
     """Writes the pack for ``evidence`` into ``out`` (created when missing): the export from
     ``export_chunks`` verified with ``public_key`` (the server's ``/audit/public-key``
     answer), the report, the CSV and JSON files, VERIFY.md and the manifest; with
-    ``with_pdf`` a PDF when a Chromium is installed."""
+    ``with_pdf`` a PDF when a Chromium is installed. Raises InvalidInput naming ``--out``
+    when the folder cannot be written (nothing is left behind)."""
+    try:
+        return _write(out, evidence, export_chunks, public_key, server=server, with_pdf=with_pdf)
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        message = f"--out: cannot write the pack into {out}: {reason}"
+        raise InvalidInput(message, field="out") from None
+
+
+def _write(
+    out: Path,
+    evidence: dict[str, Any],
+    export_chunks: Iterable[bytes],
+    public_key: dict[str, Any],
+    *,
+    server: str,
+    with_pdf: bool,
+) -> PackResult:
     staging = _staging(out)
     try:
         with (staging / EXPORT).open("wb") as handle:
