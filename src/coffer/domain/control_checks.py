@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from coffer.domain.control_facts import (
-    CHECKPOINT_MAX_LAG_SECONDS,
     REVIEW_MAX_AGE_DAYS,
     STALE_REQUEST_DAYS,
     ControlFacts,
@@ -214,7 +213,7 @@ def monitoring(facts: ControlFacts) -> Findings:
     else:
         found.notes.append(f"the audit log verifies ({_plural(f.entries, 'entry')})")
     lag = facts.now - f.oldest_unsigned_at if f.oldest_unsigned_at is not None else 0.0
-    if lag > CHECKPOINT_MAX_LAG_SECONDS:
+    if lag > f.checkpoint_lag_allowed:
         found.fail(
             f"an audit entry has waited {lag / 3600:.1f} hours for a signed checkpoint (the "
             "sealer is not running)"

@@ -80,7 +80,9 @@ class DetectionFacts:
 
 @dataclass(frozen=True)
 class MonitoringFacts:
-    """CC7.2: the audit log's integrity, its checkpoints, and who is alerted."""
+    """CC7.2: the audit log's integrity, its checkpoints, and who is alerted.
+    ``checkpoint_lag_allowed``: how long an entry may wait for a signed checkpoint (an hour,
+    or longer when the deployment signs less often)."""
 
     log_verified: bool = True
     verify_problem: str | None = None
@@ -90,6 +92,7 @@ class MonitoringFacts:
     active_webhooks: int = 0
     siem_streams: int = 0
     anomaly_environments: tuple[str, ...] = ()
+    checkpoint_lag_allowed: float = CHECKPOINT_MAX_LAG_SECONDS
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,11 @@ from sqlalchemy.engine import Engine
 from coffer.audit.writer import AuditWriter
 from coffer.config import Settings
 from coffer.domain.access import Action
-from coffer.domain.control_facts import ControlFacts, MonitoringFacts
+from coffer.domain.control_facts import (
+    CHECKPOINT_MAX_LAG_SECONDS,
+    ControlFacts,
+    MonitoringFacts,
+)
 from coffer.domain.controls import ControlResult, evaluate, summary
 from coffer.domain.errors import InvalidQuery
 from coffer.domain.events import Event
@@ -122,8 +126,8 @@ class ComplianceService:
                 ctx,
                 Event.COMPLIANCE_EVIDENCE_EXPORTED,
                 metadata={
-                    "from": iso_time(period.start),
-                    "to": iso_time(period.end),
+                    "from": period.start_text,
+                    "to": period.end_text,
                     "controls_failing": len(body["summary"]["failing_ids"]),
                     "secrets": len(body["inventory"]),
                 },
@@ -151,6 +155,9 @@ class ComplianceService:
                 active_webhooks=compliance_store.active_webhooks(conn, org_id),
                 siem_streams=len(deployment.siem_streams),
                 anomaly_environments=deployment.production_environments,
+                checkpoint_lag_allowed=max(
+                    CHECKPOINT_MAX_LAG_SECONDS, 2.0 * deployment.checkpoint_seconds
+                ),
             )
             control_facts = ControlFacts(
                 now=now,
