@@ -6,7 +6,9 @@ export verifies with `coffer audit verify` (and fails once tampered with), whose
 comes from Chromium when there is one, and in which no secret value appears.
 
 One SQLite server for the module: the CLI's side does not depend on the backend, and the
-API tests cover the evidence on both backends.
+API tests cover the evidence on both backends. The last test is the issue's acceptance: a
+demo organization with months of seeded history (`coffer demo seed`), one command, a pack
+whose control table shows the demo's broken control and whose export verifies.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from coffer.cli.demo_history import LEFT_OVERDUE
 from tests.e2e.harness import (
     Cli,
     ServerProcess,
@@ -329,3 +332,40 @@ def test_pdf_comes_from_chromium_when_one_is_on_path(cli: Cli, tmp_path: Path) -
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
     hashes = check_manifest(out, extra="notes.txt")
     assert "report.pdf" in hashes
+
+
+def test_a_demo_with_months_of_history_gives_a_readable_verified_pack(tmp_path: Path) -> None:
+    """`coffer demo seed` plays three months of history; against its server one command
+    writes a pack whose rotation history spans the months, whose control table fails the
+    demo's overdue secret by name, and whose export verifies offline."""
+    home = tmp_path / "home"
+    home.mkdir()
+    local = Cli(base_env(home), tmp_path)
+    vault = tmp_path / "demo"
+    seeded = ok(local("demo", "seed", "--dir", str(vault), "--months", "3"))
+    token = seeded.split("coffer login --token ", 1)[1].split()[0]
+    server = start_server(vault, None, tmp_path / "server.log", home)
+    try:
+        cli = Cli(base_env(home, {"COFFER_ADDR": server.addr, "COFFER_TOKEN": token}), tmp_path)
+        out = tmp_path / "pack"
+        result = cli(
+            "compliance", "evidence", "--from", today(-100), "--to", today(), "--out", str(out)
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        server.stop()
+    assert "audit export: verified:" in result.stdout
+    check_manifest(out)
+    with (out / "controls.csv").open(newline="") as handle:
+        controls = {row["criterion"]: row for row in csv.DictReader(handle)}
+    assert controls["CC8.1"]["status"] == "fail"
+    assert "/".join(LEFT_OVERDUE) in controls["CC8.1"]["reason"]
+    with (out / "rotation-history.csv").open(newline="") as handle:
+        months = {row["created_at"][:7] for row in csv.DictReader(handle)}
+    assert len(months) >= 3
+    evidence = json.loads((out / "evidence.json").read_text())
+    assert evidence["offboardings"] and evidence["access_reviews"]
+    assert evidence["key_rotations"]["events"]
+    page = Page()
+    page.feed((out / "index.html").read_text(encoding="utf-8"))
+    assert "CC8.1" in page.cells and "FAIL" in page.cells
