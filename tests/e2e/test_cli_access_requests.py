@@ -88,7 +88,7 @@ def test_request_approve_read_with_reason_and_export_with_approval(
     approved = ok(cli("access", "approve", asked["id"], "--note", "ok for today"))
     assert f"read access to {project}/production until" in approved
 
-    refused = failed(vic(*get), 1)
+    refused = failed(vic(*get), DENIED)
     assert "must state a reason: pass --reason" in refused
     assert ok(vic(*get, "--reason", WHY)) == VALUE + "\n"
     assert ok(vic.with_env(COFFER_REASON=WHY)(*get)) == VALUE + "\n"
@@ -96,7 +96,7 @@ def test_request_approve_read_with_reason_and_export_with_approval(
     assert "reason must not contain control characters" in bad
 
     export = ("export", "-p", project, "-e", "production", "--format", "json")
-    needs = failed(cli(*export, "--reason", WHY), 1)
+    needs = failed(cli(*export, "--reason", WHY), DENIED)
     assert f"coffer approvals request env.export {project}/production --reason" in needs
     own = ok_json(
         cli(
@@ -113,10 +113,10 @@ def test_request_approve_read_with_reason_and_export_with_approval(
     assert "Approved env.export of" in ok(cli("approvals", "approve", mine["id"]))
     exported = ok(vic(*export, "--reason", WHY, "--approval", mine["id"]))
     assert json.loads(exported) == {"db/password": VALUE}
-    again = failed(vic(*export, "--reason", WHY, "--approval", mine["id"]), 1)
+    again = failed(vic(*export, "--reason", WHY, "--approval", mine["id"]), DENIED)
     assert "is used, not approved" in again
 
     run = ("run", "-p", project, "-e", "staging", "--", "python", "-c")
     show = "import os; print(os.environ['DB_PASSWORD'])"
-    assert "--reason" in failed(cli(*run, show), 1)
+    assert "--reason" in failed(cli(*run, show), DENIED)
     assert ok(cli.with_env(COFFER_REASON=WHY)(*run, show)) == VALUE + "\n"

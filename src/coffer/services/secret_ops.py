@@ -31,8 +31,9 @@ from coffer.storage.tables import secrets
 
 MAX_COMMENT_LENGTH = 1024
 # How values are read that never leave the service (a rollback writes the value back as a
-# new version): no stated reason is needed for them.
-_VALUE_STAYS = frozenset({"rollback"})
+# new version; a rotator uses an admin connection's URL to reach the credential's source): no
+# stated reason is needed for them.
+_VALUE_STAYS = frozenset({"rollback", "rotator"})
 MAX_VERSION = 2_147_483_647  # the database's integer range
 
 
