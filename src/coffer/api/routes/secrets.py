@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, WithJs
 
 from coffer.api.context import Caller, Run, ServicesDep
 from coffer.api.key_path import register_secret_key_convertor
+from coffer.api.routes.inventory import InventoryBody
 from coffer.api.serialize import (
     head_answer,
     revealed_json,
@@ -47,6 +48,9 @@ class SecretWrite(BaseModel):
     ttl_seconds: TtlSeconds = Field(default=None, description=TTL_DESCRIPTION)
     max_reads: StrictInt | None = Field(default=None, description=READS_DESCRIPTION)
     delete: StrictBool = Field(default=True, description=DELETE_DESCRIPTION)
+    inventory: InventoryBody | None = Field(
+        default=None, description="Inventory metadata to change with this write"
+    )
 
 
 class LimitPatch(BaseModel):
@@ -92,8 +96,11 @@ async def set_secret(
 ) -> dict[str, Any]:
     """Writes a new version of the secret (creating it on first write). With
     ``ttl_seconds`` or ``max_reads`` the secret gets those limits; without them it keeps
-    its own. Each new version counts its reads afresh."""
+    its own. Each new version counts its reads afresh. ``inventory`` changes the secret's
+    metadata in the same transaction. Refused (400 ``policy_violation``, naming the rule)
+    when the secret would break its environment's policy."""
     limits = parse_read_limits(ttl=body.ttl_seconds, max_reads=body.max_reads, delete=body.delete)
+    inventory = body.inventory.change() if body.inventory is not None else None
     result = await run(
         services.secrets.set,
         caller,
@@ -103,6 +110,7 @@ async def set_secret(
         SecretValue(body.value),
         comment=body.comment,
         limits=limits,
+        inventory=inventory,
     )
     return write_json(result)
 
