@@ -86,6 +86,20 @@ def test_an_export_without_an_approval_is_refused_and_logged(people: People, pro
     assert staging.status_code == 200  # the policy names production only
 
 
+def test_a_machine_granted_production_exports_without_an_approval(
+    people: People, project: str
+) -> None:
+    """A deploy machine with a read grant on production runs ``coffer run`` (an export)
+    without a second approver: separation of duties binds people, not machines."""
+    machine = {"name": f"deploy-{project}", "scopes": [f"{project}:production:read"]}
+    assert people.post(f"{API}/machines", people.owner, machine).status_code == 201
+    issued = people.post(f"{API}/machines/{machine['name']}/tokens", people.owner, {})
+    assert issued.status_code == 201, issued.text
+    answer = export(people, issued.json()["token"], project)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"db/password": VALUE}
+
+
 def test_a_proper_approval_works_once(people: People, project: str) -> None:
     """Ada's approval, granted by Ben, lets Ada export once: ``approval.used`` is logged
     with the reads, and the approval then lists as used and is refused."""

@@ -13,6 +13,7 @@ from coffer.domain.access_requests import Operation
 from coffer.domain.errors import ApprovalRequired, InvalidInput, NotFound, ReasonRequired
 from coffer.domain.events import Event
 from coffer.domain.models import (
+    ActorKind,
     CallContext,
     Environment,
     EnvironmentDiff,
@@ -167,13 +168,15 @@ class TransferService:
         """Checks, in the transaction of a read of every value of ``env`` (an export, a
         promotion from it), what its policy wants: a stated reason (else ReasonRequired)
         and, for ``export_approvals`` 2, a second person's approval, which is used here
-        (else ApprovalRequired)."""
+        (else ApprovalRequired). Separation of duties binds people: a machine identity
+        (a deploy's ``coffer run``) reads only what an admin granted it, cannot ask for
+        approvals, and so needs none; it still states a reason where one is required."""
         policy = policy_for(conn, ctx.actor.org_id, env.name)
         if policy is None:
             return
         if policy.require_read_reason and ctx.reason is None:
             raise reason_required(env.name)
-        if policy.export_approvals >= 2:
+        if policy.export_approvals >= 2 and ctx.actor.kind is not ActorKind.MACHINE:
             require_approval(
                 conn,
                 self._ops.audit,
