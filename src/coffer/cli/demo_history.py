@@ -86,11 +86,11 @@ def simulated_time(clock: DemoClock) -> Iterator[None]:
 
 @dataclass
 class DemoResult:
-    """What ``seed_demo`` made: the owner's login and the story's landmarks."""
+    """What ``seed_demo`` made: the owner's API key (the bootstrap token is revoked at the end,
+    as a team would) and the story's landmarks."""
 
     owner_email: str
-    owner_password: str
-    bootstrap_token: str
+    owner_key: str
     started_at: float
     events: list[str] = field(default_factory=list)
 
@@ -282,9 +282,19 @@ class DemoStory:
             pass
         self.note("data key of web rotated")
 
+    def retire_bootstrap_token(self) -> None:
+        """Revokes the bootstrap token now that the owner has a key of their own."""
+        tokens = self.call("owner", "GET", "/tokens", all="true")["tokens"]
+        for token in tokens:
+            if token["kind"] == "boot":
+                self.call("owner", "DELETE", f"/tokens/{token['id']}")
+        self.note("bootstrap token revoked; the owner works with their own API key")
+
     def review(self) -> None:
         """A quarterly access review: everyone kept, then signed off."""
-        review = self.call("owner", "POST", "/access-reviews", {"name": "Q review"})
+        month = time.gmtime(self.clock.now).tm_mon
+        quarter = f"Q{(month - 1) // 3 + 1} {time.gmtime(self.clock.now).tm_year}"
+        review = self.call("owner", "POST", "/access-reviews", {"name": f"{quarter} access review"})
         for item in review["items"]:
             if not item["exists"]:
                 continue
@@ -335,8 +345,7 @@ def seed_demo(directory: Path, *, months: int = 4) -> DemoResult:
             services.close()
     return DemoResult(
         owner_email=PEOPLE["owner"][0],
-        owner_password=PASSWORD,
-        bootstrap_token=init.token,
+        owner_key=story.keys["owner"],
         started_at=start,
         events=story.events,
     )
@@ -345,6 +354,7 @@ def seed_demo(directory: Path, *, months: int = 4) -> DemoResult:
 def _play(story: DemoStory, clock: DemoClock, months: int) -> None:
     story.login("owner")
     story.enrol_mfa("owner")
+    story.retire_bootstrap_token()
     for name in ("alice", "carol", "bob", "dave"):
         story.person_joins(name)
     story.note("olivia (owner), alice and carol (admins, MFA), bob and dave (viewers) joined")

@@ -33,10 +33,10 @@ def seed(
     for event in result.events:
         typer.echo(f"  {event}")
     typer.echo(
-        "\nDone. Start the server, and from another terminal log in with the bootstrap owner\n"
-        "token (shown once):\n\n"
+        f"\nDone. Start the server, and from another terminal log in as {result.owner_email}\n"
+        "with her API key (shown once):\n\n"
         f"    coffer server --dir {directory}\n"
-        f"    coffer login --token {result.bootstrap_token}\n\n"
+        f"    coffer login --token {result.owner_key}\n\n"
         "then:  coffer compliance status\n"
         "       coffer compliance evidence --from YYYY-MM-DD --to YYYY-MM-DD --out evidence/\n"
     )
