@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from coffer.cli.evidence.tables import cell, csv_text
+from coffer.cli.csv_cells import cell
+from coffer.cli.evidence.tables import csv_text
 from coffer.domain.errors import InvalidInput, InvalidQuery
 from coffer.domain.evidence import (
     CurrentMember,

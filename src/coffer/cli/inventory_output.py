@@ -7,6 +7,7 @@ import csv
 import io
 from typing import Any
 
+from coffer.cli.csv_cells import cell
 from coffer.cli.output import print_table
 
 # The CSV columns, in order.
@@ -23,15 +24,6 @@ CSV_COLUMNS = (
     "last_rotated",
     "violations",
 )
-# A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: object) -> str:
-    """The CSV cell of ``value``: "" for None, and text that a spreadsheet could run as a
-    formula (starting with = + - @, a tab or a carriage return) prefixed with a quote."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def inventory_csv(entries: list[dict[str, Any]]) -> str:
@@ -40,8 +32,7 @@ def inventory_csv(entries: list[dict[str, Any]]) -> str:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for entry in entries:
-        cells = {**entry, "violations": "; ".join(entry["violations"])}
-        writer.writerow([spreadsheet_safe(cells[column]) for column in CSV_COLUMNS])
+        writer.writerow([cell(entry[column]) for column in CSV_COLUMNS])
     return buffer.getvalue()
 
 

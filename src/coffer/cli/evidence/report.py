@@ -9,8 +9,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from coffer.cli.csv_cells import plain
 from coffer.cli.evidence.charts import STATE_COLOURS, bar_chart, top_series, week_columns
-from coffer.cli.evidence.tables import SECRET_COLUMNS, plain
+from coffer.cli.evidence.tables import SECRET_COLUMNS
 
 
 def _environment() -> Environment:

@@ -1,39 +1,17 @@
 """The CSV files of an evidence pack: which section of the evidence each holds and its
-columns. A cell that a spreadsheet would run as a formula (starting with ``=``, ``+``,
-``-``, ``@``, a tab or a carriage return) is written with a leading apostrophe, so a key
-name or a reason someone typed cannot become a formula in the auditor's spreadsheet."""
+columns. Cells are spreadsheet-safe (``cli.csv_cells``)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+from coffer.cli.csv_cells import cell
 
 Rows = Callable[[dict[str, Any]], Iterable[dict[str, Any]]]
-
-
-def plain(value: Any) -> str:
-    """A value as text: lists joined by "; ", objects as JSON, booleans yes/no, None empty."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        return "; ".join(plain(item) for item in value)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def cell(value: Any) -> str:
-    """One CSV cell: ``plain`` text, with a formula's first character defused."""
-    text = plain(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
