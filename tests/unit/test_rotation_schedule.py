@@ -62,17 +62,19 @@ def flag(version: int, reason: str = "offboarding", detail: str = "bob@acme.test
     ("secret_days", "policy_days", "expected"),
     [
         (30, 90, (30, PeriodSource.SECRET)),
-        (120, 90, (120, PeriodSource.SECRET)),
+        (120, 90, (90, PeriodSource.POLICY)),
+        (90, 90, (90, PeriodSource.SECRET)),
         (None, 90, (90, PeriodSource.POLICY)),
         (30, None, (30, PeriodSource.SECRET)),
         (None, None, (None, None)),
     ],
 )
-def test_period_comes_from_the_secret_then_the_policy(
+def test_period_is_the_shorter_of_the_secret_and_the_policy(
     secret_days: int | None, policy_days: int | None, expected: tuple[Any, Any]
 ) -> None:
-    """The secret's own rotation_days wins over its environment policy's; without either
-    there is no period."""
+    """The shorter of the secret's rotation_days and its environment policy's
+    max_rotation_days applies (the secret's on a tie, either alone when only one is set);
+    without either there is no period."""
     assert effective_period(secret_days, policy_days) == expected
     entry = schedule_entry(facts(rotation_days=secret_days, policy_days=policy_days), T0, 7)
     assert (entry.period_days, entry.period_source) == expected

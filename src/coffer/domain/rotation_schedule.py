@@ -3,8 +3,9 @@ when it is next due, and whether it must be rotated now.
 
 * **Last rotated** is when the secret's current version was written: writing any new version
   is a rotation.
-* **Period**: the secret's own ``rotation_days`` (its inventory), else the ``max_rotation_days``
-  of the organization's policy for environments of its name, else none (never due on
+* **Period**: the shorter of the secret's own ``rotation_days`` (its inventory) and the
+  ``max_rotation_days`` of the organization's policy for environments of its name (either
+  alone when only one is set; a tie counts as the secret's), else none (never due on
   schedule). ``period_source`` says which (``secret`` or ``policy``).
 * **Next due** = last rotated + period.
 * **State**, the first that applies:
@@ -161,12 +162,13 @@ def _flag_reason(flag: RotationFlag) -> str:
 def effective_period(
     rotation_days: int | None, policy_days: int | None
 ) -> tuple[int | None, PeriodSource | None]:
-    """The period that applies and where it comes from: the secret's own, else its
-    environment policy's, else (None, None)."""
+    """The period that applies and where it comes from: the shorter of the secret's own and
+    its environment policy's (the secret's on a tie), either alone when only one is set,
+    else (None, None)."""
+    if policy_days is not None and (rotation_days is None or policy_days < rotation_days):
+        return policy_days, PeriodSource.POLICY
     if rotation_days is not None:
         return rotation_days, PeriodSource.SECRET
-    if policy_days is not None:
-        return policy_days, PeriodSource.POLICY
     return None, None
 
 
