@@ -276,6 +276,40 @@ def test_a_standing_grant_on_the_same_place_is_not_replaced(people: People, proj
     assert people.get(secret_url(project, "production"), people.vic).status_code == 403
 
 
+def test_a_time_bound_grant_on_the_same_place_is_not_replaced(people: People, project: str) -> None:
+    """Approving over Vic's time-bound ``none`` on production would replace it (and its
+    end): 409 naming it, the grant unchanged, the request pending, no audit entry."""
+    answer = people.post(
+        f"{API}/grants",
+        people.owner,
+        {"member": VIC, "scope": f"{project}:production:none", "expires_in": "1h"},
+    )
+    assert answer.status_code == 201, answer.text
+    before = answer.json()
+    request = ask(people, people.vic, project)
+    seq = last_audit_seq(people.team.services.engine)
+    refused = people.post(f"{REQUESTS}/{request['id']}/approve", people.ada)
+    assert refused.status_code == 409
+    message = refused.json()["error"]["message"]
+    assert f"time-bound none grant on {project}/production (until " in message
+    assert audit_entries(people.team.services.engine, seq) == []
+    grants = people.get(f"{API}/grants", people.owner).json()["grants"]
+    assert before in grants
+    assert people.get(f"{REQUESTS}/{request['id']}", people.vic).json()["status"] == "pending"
+    assert people.get(secret_url(project, "production"), people.vic).status_code == 403
+
+
+def test_an_expired_grant_on_the_same_place_does_not_block(people: People, project: str) -> None:
+    """A grant on that place that has already ended is no reason to refuse: approved."""
+    first = ask(people, people.vic, project)
+    assert people.post(f"{REQUESTS}/{first['id']}/approve", people.ada).status_code == 200
+    expire_grant(people, first["id"])
+    second = ask(people, people.vic, project)
+    answer = people.post(f"{REQUESTS}/{second['id']}/approve", people.ada)
+    assert answer.status_code == 200, answer.text
+    assert people.get(secret_url(project, "production"), people.vic).status_code == 200
+
+
 def test_unknown_and_malformed_ids_are_refused(people: People) -> None:
     """A well-formed unknown id is 404, a malformed one 400 naming ``id``."""
     unknown = people.get(f"{REQUESTS}/01ARZ3NDEKTSV4RRFFQ69G5FAV", people.ada)

@@ -5,9 +5,10 @@ A person asks for ``read`` or ``write`` access to a project or one environment, 
 reason and a duration. An admin who is not the requester approves it: in the same
 transaction a grant is created that expires at approval time + duration (``decide``
 ignores it from then on; no job is needed), with ``request.approved`` and
-``grant.created`` entries. A grant already standing on exactly that project or environment
-is never silently replaced (it may be the ``none`` that narrows the requester): approving
-then answers Conflict, so nothing outlives the request but what was there before.
+``grant.created`` entries. An unexpired grant already on exactly that project or
+environment (standing or time-bound) is never silently replaced (it may be the ``none``
+that narrows the requester): approving then answers Conflict with nothing changed, so
+nothing outlives the request but what was there before.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from coffer.domain.access_requests import (
 )
 from coffer.domain.errors import AccessDenied, Conflict, NotFound
 from coffer.domain.events import Event
+from coffer.domain.evidence import iso_time
 from coffer.domain.models import ActorKind, CallContext
 from coffer.domain.names import validate_resource_name
+from coffer.domain.team import GrantInfo
 from coffer.services.access import AccessGate
 from coffer.services.lookup import require_environment, require_project
 from coffer.storage import access_store, request_store, user_store
@@ -145,8 +148,8 @@ class AccessRequestService:
         """Approves a pending request (admins other than the requester): creates the grant,
         expiring at now + the request's duration, and records ``request.approved`` and
         ``grant.created``. Raises AccessDenied for the requester's own (nothing changed),
-        NotFound, Conflict when it is not pending (or expired), its requester is gone, or a
-        standing grant is already on that project or environment."""
+        NotFound, Conflict when it is not pending (or expired), its requester is gone, or an
+        unexpired grant (standing or time-bound) is already on that project or environment."""
         return self._decide(ctx, request_id, note, approve=True)
 
     def deny(self, ctx: CallContext, request_id: str, note: str | None) -> AccessRequest:
@@ -222,12 +225,15 @@ class AccessRequestService:
             if request.environment is not None
             else None
         )
-        standing = _standing_grant(conn, ctx.actor.org_id, request)
-        if standing is not None:
+        existing = _existing_grant(conn, ctx.actor.org_id, request, now)
+        if existing is not None:
+            ends = existing.expires_at
+            held = "a standing" if ends is None else "a time-bound"
+            until = "" if ends is None else f" (until {iso_time(ends)})"
             raise Conflict(
-                f"{requester.email} has a standing {standing} grant on {request.target}, which "
-                "a time-bound grant would replace for good; change that grant with "
-                "`coffer grants add` instead",
+                f"{requester.email} already has {held} {existing.access.value} grant on "
+                f"{request.target}{until}, which approving would replace; change that grant with "
+                "`coffer grants add` (or wait until it ends) instead",
                 field="id",
             )
         expires_at = now + request.duration_seconds
@@ -329,14 +335,16 @@ def _require_pending(request: AccessRequest, now: float) -> None:
         raise Conflict(f"access request {request.id} is {status.value}, not pending", field="id")
 
 
-def _standing_grant(conn: sa.Connection, org_id: str, request: AccessRequest) -> str | None:
-    """The access level of a grant without expiry that the requester holds on
+def _existing_grant(
+    conn: sa.Connection, org_id: str, request: AccessRequest, now: float
+) -> GrantInfo | None:
+    """The requester's unexpired grant (without expiry, or ending after ``now``) on
     exactly the request's project or environment, or None."""
     for grant in access_store.list_grants(conn, org_id, identity_id=request.requester.id):
         if (
             grant.project == request.project
             and grant.environment == request.environment
-            and grant.expires_at is None
+            and (grant.expires_at is None or grant.expires_at > now)
         ):
-            return grant.access.value
+            return grant
     return None
