@@ -1,5 +1,8 @@
 """Writes an evidence pack: every file is made in a staging folder next to the output folder
-and moved into it only when all of them exist, so a failed run leaves nothing behind. The
+and moved into it only when all of them exist, so a failed run leaves nothing behind. A new
+output folder is the staging folder itself, renamed into place at once; into an existing
+folder (``--force``) the files are moved one by one, ``manifest.json`` last, and a failure
+part-way puts back what was there (or says which files it could not). The
 audit export is verified offline with the code ``coffer audit verify`` runs, and the
 result recorded in the pack; ``manifest.json`` holds the SHA-256 of every other file."""
 
@@ -138,9 +141,7 @@ def _write(
         problem = _pdf(staging, index) if with_pdf else None
         _write_manifest(staging, evidence, server)
         names = sorted(path.name for path in staging.iterdir())
-        out.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name in names:
-            (staging / name).replace(out / name)
+        move_into(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return PackResult(names, bool(report["ok"]), lines, problem)
@@ -191,3 +192,57 @@ def _write_manifest(staging: Path, evidence: dict[str, Any], server: str) -> Non
         "files": files,
     }
     (staging / MANIFEST).write_text(_json_text(manifest), encoding="utf-8")
+
+
+def move_into(staging: Path, out: Path) -> None:
+    """Moves every file of ``staging`` into ``out``. A missing ``out`` becomes ``staging``
+    with one rename (its missing parents are created). Into an existing folder the files
+    are moved one by one, ``manifest.json`` last (a former manifest is set aside first, so
+    no manifest ever describes a mix); files they replace are kept aside until all are in.
+    On a failure part-way the former files are put back and the OSError raised; when even
+    that fails, raises InvalidInput naming ``--out`` and the files left wrong."""
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(out)
+        return
+    names = sorted(path.name for path in staging.iterdir() if path.name != MANIFEST)
+    if (staging / MANIFEST).exists():
+        names.append(MANIFEST)
+    aside = Path(tempfile.mkdtemp(prefix=".coffer-evidence-old-", dir=staging.parent))
+    moved: list[str] = []
+    try:
+        if (out / MANIFEST).exists():
+            (out / MANIFEST).replace(aside / MANIFEST)
+        for name in names:
+            if name != MANIFEST and (out / name).exists():
+                (out / name).replace(aside / name)
+            moved.append(name)
+            (staging / name).replace(out / name)
+    except OSError:
+        _put_back(out, aside, moved)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _put_back(out: Path, aside: Path, moved: list[str]) -> None:
+    """Undoes a part-way move: removes the new files in ``out`` and restores the former
+    ones from ``aside``; raises InvalidInput naming the files it could not fix."""
+    wrong: list[str] = []
+    for name in moved:
+        try:
+            (out / name).unlink(missing_ok=True)
+        except OSError:
+            wrong.append(name)
+    for path in sorted(aside.iterdir()):
+        try:
+            path.replace(out / path.name)
+        except OSError:
+            wrong.append(path.name)
+    if wrong:
+        raise InvalidInput(
+            f"--out: moving the pack into {out} failed part-way and these files could not be "
+            f"put back: {', '.join(sorted(set(wrong)))}; {out} holds a partial pack (the "
+            f"former files that are missing are in {aside})",
+            field="out",
+        )
+    aside.rmdir()
