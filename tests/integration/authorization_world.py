@@ -74,6 +74,10 @@ MISSING = {
     "entry": "01NOSUCHENTRY0000000000000",
     "webhook": "01NOSUCHWEBHOOK00000000000",
     "ephemeral": "nosuch/ephemeral",
+    "policy": "nosuchpolicy",
+    "request": "01MATRXREQ0000000000000000",
+    "approval": "01MATRXAPPR000000000000000",
+    "review": "01MATRXREV0000000000000000",
 }
 GRANT_SECONDS = 2.0
 
@@ -153,6 +157,7 @@ class World:
     org_id: str = ""
     markers: list[str] = field(default_factory=list)
     counter: Iterator[int] = field(default_factory=itertools.count)
+    cache: dict[str, str] = field(default_factory=dict)  # what builders make once, by name
 
     def unique(self, prefix: str) -> str:
         """A name not used before."""

@@ -12,6 +12,7 @@ A route missing from the table fails ``test_every_route_is_in_the_matrix``.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -31,6 +32,7 @@ from tests.integration.authorization_world import (
     DEV,
     ENVS,
     EVERYONE,
+    FENCED,
     FOREIGN,
     KEY,
     LAPSED,
@@ -70,7 +72,8 @@ class Case:
     ``scoped`` rows name a resource of acme (the other organization's owner must get the
     answer for a nonexistent one); unscoped rows act on the caller's own organization.
     ``denied`` overrides the refusal status for some callers; ``check`` looks at an allowed
-    answer's body; ``bug`` marks a known server bug (strict xfail).
+    answer's body; ``bug`` marks a known server bug (strict xfail); ``unaudited`` names
+    callers refused with 403 but no ``access.denied`` entry (a known gap, marked REVIEW).
     """
 
     method: str
@@ -83,6 +86,7 @@ class Case:
     denied: Mapping[str, int] = field(default_factory=dict)
     check: Check | None = None
     bug: str | None = None
+    unaudited: frozenset[str] = frozenset()
 
     @property
     def id(self) -> str:
@@ -535,6 +539,202 @@ def reveal_share(w: World, who: Identity, t: Target) -> Call:
     return Call("POST", f"{API}/shares/{token}/reveal", json={"proof": proof})
 
 
+# --- compliance routes: inventory, rotation, requests, approvals, reviews ---------------------
+
+
+def inventory_of(method: str, env: str, **kwargs: Any) -> Builder:
+    """A request on the inventory metadata of app's ``db/password`` in ``env``."""
+    return lambda w, who, t: Call(
+        method, f"{API}/projects/{t.project()}/environments/{env}/inventory/{KEY}", **kwargs
+    )
+
+
+def put_policy(w: World, who: Identity, t: Target) -> Call:
+    """A policy for a new environment name, so no other row's write is refused."""
+    return Call("PUT", f"{API}/policies/{w.unique('matrixpolicy')}", json={})
+
+
+def delete_policy(w: World, who: Identity, t: Target) -> Call:
+    name = w.unique("matrixpolicy")
+    w.as_owner("PUT", f"{API}/policies/{name}", json={})
+    return Call("DELETE", f"{API}/policies/{t.pick('policy', name)}")
+
+
+def keep_settings(w: World, who: Identity, t: Target) -> Call:
+    """A settings change that sends the current reminder window, so nothing changes."""
+    days = w.as_owner("GET", f"{API}/compliance-settings").json()["rotation_reminder_days"]
+    return Call("PUT", f"{API}/compliance-settings", json={"rotation_reminder_days": days})
+
+
+def owners_fresh_secret(w: World, env: str, prefix: str) -> str:
+    """A new secret of app in ``env`` written by acme's owner; returns its key."""
+    key = w.unique(prefix)
+    w.as_owner("PUT", secret_url(PROJECT, env, key), json={"value": "v"})
+    return key
+
+
+def flag_fresh_secret(w: World, who: Identity, t: Target) -> Call:
+    key = owners_fresh_secret(w, "development", "matrix/flag")
+    body = {"project": t.project(), "environment": "development", "key": key, "note": "matrix"}
+    return Call("POST", f"{API}/rotation/flags", json=body)
+
+
+ROTATOR = {"kind": "random", "length": 32}
+
+
+def on_rotator(method: str, action: str, env: str, *, configured: bool, **kwargs: Any) -> Builder:
+    """A rotator request (``action``: ``rotators`` or ``rotate``) on a new secret of the
+    owner's in ``env``, which the owner gave a random rotator when ``configured``."""
+
+    def build(w: World, who: Identity, t: Target) -> Call:
+        key = owners_fresh_secret(w, env, "matrix/rotated")
+        if configured:
+            w.as_owner("PUT", f"{API}/rotation/rotators/{PROJECT}/{env}/{key}", json=ROTATOR)
+        return Call(method, f"{API}/rotation/{action}/{t.project()}/{env}/{key}", **kwargs)
+
+    return build
+
+
+REQUESTS = f"{API}/access-requests"
+APPROVALS = f"{API}/approvals"
+REVIEWS = f"{API}/access-reviews"
+
+
+def request_body(project: str, environment: str) -> dict[str, Any]:
+    """An access request's body: read access to ``project/environment`` for an hour."""
+    return {
+        "project": project,
+        "environment": environment,
+        "access": "read",
+        "reason": "matrix row",
+        "duration": "1h",
+    }
+
+
+def bystanders_token(w: World) -> str:
+    """A token of the bystander (a viewer of acme no row names as a caller)."""
+    if "bystander" not in w.cache:
+        w.cache["bystander"] = login(w.client, BYSTANDER)["token"]
+    return w.cache["bystander"]
+
+
+def bystanders_request(w: World) -> str:
+    """A pending request of the bystander for a new environment of app (so no grant of
+    theirs is in the way of its approval); returns its id."""
+    env = w.unique("asked")
+    w.as_owner("POST", f"{API}/projects/{PROJECT}/environments", json={"name": env})
+    body = request_body(PROJECT, env)
+    made: str = w.as_(bystanders_token(w), "POST", REQUESTS, json=body).json()["id"]
+    return made
+
+
+def create_request(w: World, who: Identity, t: Target) -> Call:
+    return Call("POST", REQUESTS, json=request_body(t.project(), "staging"))
+
+
+def on_bystanders_request(method: str, suffix: str = "", **kwargs: Any) -> Builder:
+    """A request on a new pending access request of the bystander's."""
+    return lambda w, who, t: Call(
+        method, f"{REQUESTS}/{t.pick('request', bystanders_request(w))}{suffix}", **kwargs
+    )
+
+
+def cancel_own_request(w: World, who: Identity, t: Target) -> Call:
+    """Cancels the caller's own new request (a missing one for callers that cannot ask)."""
+    made = w.client.post(REQUESTS, json=request_body(PROJECT, "staging"), headers=bearer(who.token))
+    request_id = made.json()["id"] if made.is_success else MISSING["request"]
+    return Call("POST", f"{REQUESTS}/{request_id}/cancel")
+
+
+def export_approval_body(target: str) -> dict[str, Any]:
+    """An approval request's body for exporting ``target`` (``project/environment``)."""
+    return {"operation": "env.export", "target": target, "reason": "matrix row"}
+
+
+def ask_export_approval(w: World, who: Identity, t: Target) -> Call:
+    return Call("POST", APPROVALS, json=export_approval_body(f"{t.project()}/production"))
+
+
+def on_bystanders_approval(method: str, suffix: str = "", **kwargs: Any) -> Builder:
+    """A request on a new pending approval the bystander asked for (exporting staging)."""
+
+    def build(w: World, who: Identity, t: Target) -> Call:
+        body = export_approval_body(f"{PROJECT}/staging")
+        made = w.as_(bystanders_token(w), "POST", APPROVALS, json=body).json()["id"]
+        return Call(method, f"{APPROVALS}/{t.pick('approval', made)}{suffix}", **kwargs)
+
+    return build
+
+
+def start_review(w: World, who: Identity, t: Target) -> Call:
+    return Call("POST", REVIEWS, json={"name": w.unique("matrix review")})
+
+
+def owners_review(w: World) -> str:
+    """A new open access review started by acme's owner; returns its id."""
+    made: str = w.as_owner("POST", REVIEWS, json={"name": w.unique("matrix review")}).json()["id"]
+    return made
+
+
+def open_review(w: World) -> str:
+    """The open access review that reading rows share (started once)."""
+    if "open review" not in w.cache:
+        w.cache["open review"] = owners_review(w)
+    return w.cache["open review"]
+
+
+def decided_review(w: World) -> str:
+    """A new access review whose every line acme's owner kept (the admin kept the owner's
+    own line); returns its id."""
+    review_id = owners_review(w)
+    owner, admin = w.who[OWNER], w.who[ADMIN]
+    for item in w.as_owner("GET", f"{REVIEWS}/{review_id}").json()["items"]:
+        decider = admin if item["identity_id"] == owner.id else owner
+        url = f"{REVIEWS}/{review_id}/items/{item['identity_id']}"
+        w.as_(decider.token, "POST", url, json={"decision": "keep"})
+    return review_id
+
+
+def signed_review(w: World) -> str:
+    """The signed-off access review that evidence rows share (made once)."""
+    if "signed review" not in w.cache:
+        review_id = decided_review(w)
+        w.as_owner("POST", f"{REVIEWS}/{review_id}/sign-off")
+        w.cache["signed review"] = review_id
+    return w.cache["signed review"]
+
+
+def on_review(method: str, suffix: str, made: Callable[[World], str]) -> Builder:
+    """A request on the access review ``made`` returns."""
+    return lambda w, who, t: Call(method, f"{REVIEWS}/{t.pick('review', made(w))}{suffix}")
+
+
+def keep_bystander(w: World, who: Identity, t: Target) -> Call:
+    """Keeps the bystander's line of a new review (a keep changes no access)."""
+    url = f"{REVIEWS}/{t.pick('review', owners_review(w))}/items/{BYSTANDER}"
+    return Call("POST", url, json={"decision": "keep", "note": "matrix"})
+
+
+def sign_off_review(w: World, who: Identity, t: Target) -> Call:
+    """Signs off a new fully decided review; callers who may not sign off are sent the
+    shared open one (deciding every line for them would only slow the matrix: the gate
+    refuses them before looking at the lines)."""
+    review_id = decided_review(w) if who.name in STAFF else open_review(w)
+    return Call("POST", f"{REVIEWS}/{t.pick('review', review_id)}/sign-off")
+
+
+def offboard_throwaway(w: World, who: Identity, t: Target) -> Call:
+    """Offboards a new member who joined for this call only."""
+    leaver = f"{w.unique('leaver')}@acme.test"
+    join(w.client, w.who[OWNER].token or "", leaver)
+    return Call("POST", f"{API}/members/{t.pick('member', leaver)}/offboard")
+
+
+def todays_evidence(w: World, who: Identity, t: Target) -> Call:
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    return Call("GET", f"{API}/compliance/evidence", params={"from": today, "to": today})
+
+
 # --- checks of allowed answers ------------------------------------------------------------
 
 
@@ -637,8 +837,240 @@ def _secret_cases() -> list[Case]:
             Case("GET", f"{E}/export", env, export_from(env), read),
             Case("HEAD", f"{E}/secrets/{{key}}", env, in_secret("HEAD", env), read),
             Case("PATCH", f"{E}/secrets/{{key}}", env, patch_fresh_limits(env), write),
+            Case("GET", f"{E}/inventory/{{key}}", env, inventory_of("GET", env), read),
+            Case(
+                "PUT",
+                f"{E}/inventory/{{key}}",
+                env,
+                inventory_of("PUT", env, json={"description": "matrix row"}),
+                write,
+            ),
         ]
     return cases
+
+
+def _compliance_cases() -> list[Case]:
+    """Rows of the compliance routes (inventory, policies, rotation, requests, approvals,
+    access reviews, offboarding and the compliance status and evidence)."""
+    rotator = f"{API}/rotation/rotators/{{project}}/{{environment}}/{{key}}"
+    rotate = f"{API}/rotation/rotate/{{project}}/{{environment}}/{{key}}"
+    request = f"{REQUESTS}/{{request_id}}"
+    approval = f"{APPROVALS}/{{approval_id}}"
+    review = f"{REVIEWS}/{{review_id}}"
+    # Who gets "no such request/approval" for someone else's: everyone but admins.
+    hidden = {VIEWER: 404, DEV: 404, LAPSED: 404, DEPLOY: 404, TEMP: 404}
+    return [
+        Case(
+            "GET",
+            f"{API}/inventory",
+            "filtered",
+            fixed("GET", f"{API}/inventory"),
+            VALID,
+            scoped=False,
+            check=reports_readable,
+        ),
+        Case("GET", f"{API}/policies", "org", fixed("GET", f"{API}/policies"), VALID, scoped=False),
+        Case(
+            "GET",
+            f"{API}/policies/violations",
+            "filtered",
+            fixed("GET", f"{API}/policies/violations"),
+            VALID,
+            scoped=False,
+        ),
+        Case("PUT", f"{API}/policies/{{environment}}", "org", put_policy, STAFF, scoped=False),
+        Case("DELETE", f"{API}/policies/{{environment}}", "org", delete_policy, STAFF),
+        Case(
+            "GET",
+            f"{API}/compliance-settings",
+            "org",
+            fixed("GET", f"{API}/compliance-settings"),
+            VALID,
+            scoped=False,
+        ),
+        Case("PUT", f"{API}/compliance-settings", "org", keep_settings, STAFF, scoped=False),
+        Case(
+            "GET",
+            f"{API}/rotation/due",
+            "filtered",
+            fixed("GET", f"{API}/rotation/due"),
+            VALID,
+            scoped=False,
+        ),
+        Case(
+            "GET",
+            f"{API}/rotation/schedule",
+            "filtered",
+            fixed("GET", f"{API}/rotation/schedule"),
+            VALID,
+            scoped=False,
+            check=reports_readable,
+        ),
+        Case("POST", f"{API}/rotation/flags", "development", flag_fresh_secret, STAFF),
+        Case(
+            "POST",
+            f"{API}/rotation/notify",
+            "org",
+            fixed("POST", f"{API}/rotation/notify"),
+            STAFF,
+            scoped=False,
+        ),
+        Case(
+            "PUT",
+            rotator,
+            "development",
+            on_rotator("PUT", "rotators", "development", configured=False, json=ROTATOR),
+            STAFF,
+        ),
+        *(
+            Case(
+                "GET",
+                rotator,
+                env,
+                on_rotator("GET", "rotators", env, configured=True),
+                readers(env),
+            )
+            for env in ("development", "production")
+        ),
+        Case(
+            "DELETE",
+            rotator,
+            "development",
+            on_rotator("DELETE", "rotators", "development", configured=True),
+            STAFF,
+        ),
+        *(
+            Case(
+                "POST",
+                rotate,
+                env,
+                on_rotator("POST", "rotate", env, configured=True),
+                writers(env),
+            )
+            for env in ("development", "production")
+        ),
+        Case(
+            "POST",
+            REQUESTS,
+            "staging",
+            create_request,
+            PEOPLE,
+            # REVIEW: a machine is refused (403) before the gate, so no access.denied entry.
+            unaudited=MACHINES | {FENCED},
+        ),
+        Case("GET", REQUESTS, "own or all", fixed("GET", REQUESTS), VALID, scoped=False),
+        Case(
+            "GET",
+            request,
+            "another's",
+            on_bystanders_request("GET"),
+            STAFF,
+            denied=hidden,
+        ),
+        Case(
+            "POST",
+            f"{request}/approve",
+            "another's",
+            on_bystanders_request("POST", "/approve"),
+            STAFF,
+        ),
+        Case(
+            "POST",
+            f"{request}/deny",
+            "another's",
+            on_bystanders_request("POST", "/deny", json={"note": "matrix"}),
+            STAFF,
+        ),
+        Case(
+            "POST",
+            f"{request}/cancel",
+            "own",
+            cancel_own_request,
+            PEOPLE,
+            scoped=False,
+            denied={DEPLOY: 404, TEMP: 404},
+        ),
+        Case(
+            "POST",
+            f"{request}/cancel",
+            "another's",
+            on_bystanders_request("POST", "/cancel"),
+            frozenset(),
+            denied=hidden,
+            # REVIEW: an admin is refused (403) outside the gate, so no access.denied entry.
+            unaudited=STAFF,
+        ),
+        # REVIEW: the deploy machine may ask for an export approval, though machines need
+        # none (docs/access-requests.md) and may not ask for access.
+        Case(
+            "POST",
+            APPROVALS,
+            "env.export production",
+            ask_export_approval,
+            readers("production"),
+        ),
+        Case(
+            "POST",
+            APPROVALS,
+            "root.rotate",
+            fixed("POST", APPROVALS, json={"operation": "root.rotate", "reason": "matrix"}),
+            STAFF,
+            scoped=False,
+        ),
+        Case("GET", APPROVALS, "own or all", fixed("GET", APPROVALS), VALID, scoped=False),
+        Case(
+            "GET",
+            approval,
+            "another's",
+            on_bystanders_approval("GET"),
+            STAFF,
+            denied=hidden,
+        ),
+        Case(
+            "POST",
+            f"{approval}/approve",
+            "another's",
+            on_bystanders_approval("POST", "/approve"),
+            STAFF,
+        ),
+        Case(
+            "POST",
+            f"{approval}/deny",
+            "another's",
+            on_bystanders_approval("POST", "/deny", json={"note": "matrix"}),
+            STAFF,
+        ),
+        Case("POST", REVIEWS, "team", start_review, STAFF, scoped=False),
+        Case("GET", REVIEWS, "team", fixed("GET", REVIEWS), STAFF, scoped=False),
+        Case("GET", review, "team", on_review("GET", "", open_review), STAFF),
+        Case(
+            "GET",
+            f"{review}/evidence",
+            "signed off",
+            on_review("GET", "/evidence", signed_review),
+            STAFF,
+        ),
+        Case("POST", f"{review}/items/{{identity}}", "keep", keep_bystander, STAFF),
+        Case("POST", f"{review}/sign-off", "team", sign_off_review, STAFF),
+        Case("POST", f"{API}/members/{{email}}/offboard", "team", offboard_throwaway, STAFF),
+        Case(
+            "GET",
+            f"{API}/offboardings",
+            "team",
+            fixed("GET", f"{API}/offboardings"),
+            STAFF,
+            scoped=False,
+        ),
+        Case(
+            "GET",
+            f"{API}/compliance/status",
+            "audit",
+            fixed("GET", f"{API}/compliance/status"),
+            STAFF,
+            scoped=False,
+        ),
+        Case("GET", f"{API}/compliance/evidence", "audit", todays_evidence, STAFF, scoped=False),
+    ]
 
 
 CASES: list[Case] = [
@@ -853,6 +1285,7 @@ CASES: list[Case] = [
         check=shows_rotation_step,
     ),
     *_secret_cases(),
+    *_compliance_cases(),
     Case(
         "GET",
         f"{P}/diff",
@@ -987,6 +1420,8 @@ def _judge(
         return None
     if status != expected:
         return f"{who.name}: expected {expected}, got {status} {response.text[:200]}"
+    if status == 403 and who.name in case.unaudited:
+        return f"{who.name}: now audited, update the row" if denials else None
     if status == 403 and denials != [who.id]:
         return f"{who.name}: a 403 must record one access.denied by them, got {entries}"
     if status == 401 and entries:
