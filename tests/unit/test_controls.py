@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from coffer.domain import control_checks
 from coffer.domain.control_facts import (
     AuthorisationFacts,
     ChangeFacts,
@@ -254,6 +255,14 @@ def test_cc81_fails_naming_each_change_problem(change: dict[str, object], named:
     """An overdue or flagged secret, a policy breach or a version without author fails CC8.1."""
     facts = replace(healthy(), change=ChangeFacts(**change))  # type: ignore[arg-type]
     assert named in failing(facts, "CC8.1").reason
+
+
+def test_cc81_claims_every_secret_within_policy_only_when_it_passes() -> None:
+    """A failing CC8.1 keeps no note saying every secret is on schedule and within policy;
+    a passing one does."""
+    breach = ChangeFacts(policy_breaches=("app/production/DB: production requires owner",))
+    assert control_checks.change(replace(healthy(), change=breach)).notes == []
+    assert "every one within its environment's policy" in control_checks.change(healthy()).reason()
 
 
 def test_a_long_list_is_cut_in_the_reason_and_kept_whole_in_failures() -> None:

@@ -253,8 +253,9 @@ def change(facts: ControlFacts) -> Findings:
             f"{_plural(len(f.versions_without_author), 'secret version')} without an author",
             f.versions_without_author,
         )
-    found.notes.append(
-        f"{_plural(f.secrets, 'secret')} on schedule ({f.due} due soon), every one within its "
-        f"environment's policy, every one of {_plural(f.versions, 'version')} with its author"
-    )
+    if not found.failed:
+        found.notes.append(
+            f"{_plural(f.secrets, 'secret')} on schedule ({f.due} due soon), every one within its "
+            f"environment's policy, every one of {_plural(f.versions, 'version')} with its author"
+        )
     return found
