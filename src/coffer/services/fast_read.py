@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, Protocol, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coffer.audit.writer import AuditWriter
@@ -39,8 +38,8 @@ from coffer.services.read_cache import EpochCache, Stamp
 from coffer.services.secret_ops import SecretCipher
 from coffer.services.throttle import Throttle
 from coffer.services.token_holders import TokenHolders
-from coffer.storage.compliance_tables import environment_policies
 from coffer.storage.database import DATABASE_UNAVAILABLE
+from coffer.storage.policy_store import READ_REASON_QUERY, reason_required_from_row
 from coffer.storage.raw_statements import CompiledStatement, raw_reads
 from coffer.storage.secret_store import READ_QUERY, ReadBundle, read_bundle_from_row
 
@@ -58,12 +57,6 @@ class NeedsReason:
 
 NEEDS_REASON = NeedsReason()
 CachedRead = ReadBundle | NeedsReason
-
-# Whether the organization's policy for an environment name wants reads to state a reason.
-_REASON_QUERY = sa.select(environment_policies.c.require_read_reason).where(
-    environment_policies.c.org_id == sa.bindparam("org_id"),
-    environment_policies.c.environment == sa.bindparam("environment"),
-)
 
 
 class BlockingCall(Protocol):
@@ -95,7 +88,7 @@ class FastSecretReader:
         self._holders = holders
         self._bundles = bundles
         self._read_query = CompiledStatement(READ_QUERY, engine)
-        self._reason_query = CompiledStatement(_REASON_QUERY, engine)
+        self._reason_query = CompiledStatement(READ_REASON_QUERY, engine)
 
     @property
     def holders(self) -> TokenHolders:
@@ -213,7 +206,7 @@ class FastSecretReader:
             policy = tx.fetch_one(
                 self._reason_query, {"org_id": org_id, "environment": environment}
             )
-        if policy is not None and policy[0]:
+        if reason_required_from_row(policy):
             self._bundles.put(address, NEEDS_REASON, stamp)
             return NEEDS_REASON
         bundle = read_bundle_from_row(row, org_id=org_id, project=project, environment=environment)

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from coffer.domain.inventory import EnvironmentPolicy
 from coffer.storage.compliance_tables import environment_policies
+
+# Whether the organization's policy for an environment name wants reads to state a reason
+# (parameters ``org_id`` and ``environment``), for the hot path's raw cursor.
+READ_REASON_QUERY = sa.select(environment_policies.c.require_read_reason).where(
+    environment_policies.c.org_id == sa.bindparam("org_id"),
+    environment_policies.c.environment == sa.bindparam("environment"),
+)
+
+
+def reason_required_from_row(row: tuple[Any, ...] | None) -> bool:
+    """Whether reads must state a reason, from the row of ``READ_REASON_QUERY`` (None when
+    the environment has no policy)."""
+    return row is not None and bool(row[0])
 
 
 def _policy(row: sa.RowMapping) -> EnvironmentPolicy:
