@@ -66,6 +66,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import audit_bench
+import compliance_bench
 import ephemeral_bench
 import key_bench
 import scale_bench
@@ -894,11 +895,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short segments, for trying it out")
     parser.add_argument(
         "--only",
-        choices=("all", "core", "audit", "ephemeral", "keys", "scale", "scan"),
+        choices=("all", "core", "audit", "ephemeral", "keys", "scale", "scan", "compliance"),
         default="all",
         help="core: reads, writes, flood, CLI; audit: bench/audit_bench.py alone; "
         "ephemeral: bench/ephemeral_bench.py alone; keys: bench/key_bench.py alone; "
-        "scale: bench/scale_bench.py alone (not part of all)",
+        "scale: bench/scale_bench.py alone (not part of all); compliance: "
+        "bench/compliance_bench.py alone (not part of all)",
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="COFFER_WORKERS of the scale benchmark's nodes"
@@ -977,6 +979,8 @@ def main(argv: list[str] | None = None) -> int:
         return scale_bench.main(_scale_argv(args))
     if args.only == "scan":
         return scan_bench.main(["--size-mb", "2", "--runs", "2"] if args.quick else [])
+    if args.only == "compliance":
+        return compliance_bench.main(_key_argv(args))  # the same options: --quick, --no-pin
     if args.only == "audit":
         return audit_bench.main(_audit_argv(args))
     if args.only == "ephemeral":
