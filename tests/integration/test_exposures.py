@@ -33,7 +33,7 @@ from coffer.domain.models import CallContext
 from coffer.domain.read_limits import ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.exposures import parse_match_request
-from coffer.services.secret_ops import SecretCipher
+from coffer.services.secret_cipher import SecretCipher
 from coffer.storage.tables import audit_log, secret_exposures, secret_versions, secrets
 from tests.integration.api_helpers import all_rows_text, row_counts
 from tests.integration.team_helpers import API, CLIENT_ADDRESS, Team, bearer

@@ -56,7 +56,8 @@ from coffer.services.readiness import Readiness
 from coffer.services.rotation_report import RotationReportService
 from coffer.services.rotation_schedule import RotationService
 from coffer.services.rotators import RotatorService
-from coffer.services.secret_ops import Limits, SecretCipher, SecretOps
+from coffer.services.secret_cipher import SecretCipher
+from coffer.services.secret_ops import Limits, SecretOps
 from coffer.services.secrets import SecretService
 from coffer.services.shares import ShareService
 from coffer.services.team import TeamService

@@ -36,7 +36,7 @@ from coffer.domain.models import Project
 from coffer.domain.root_keys import ProviderName, RootKeyRecord, RootKeyState
 from coffer.services.kek_ring import KekRing
 from coffer.services.keyring import Keyring
-from coffer.services.secret_ops import bound_aad
+from coffer.services.secret_cipher import bound_aad
 from coffer.storage import (
     audit_store,
     backup_tables,

@@ -51,7 +51,7 @@ from coffer.services.access import AccessGate
 from coffer.services.keyring import Keyring
 from coffer.services.lookup import require_project
 from coffer.services.retries import retry_on_conflict
-from coffer.services.secret_ops import SecretCipher
+from coffer.services.secret_cipher import SecretCipher
 from coffer.storage import exposure_store, project_store
 from coffer.storage.database import read_snapshot
 

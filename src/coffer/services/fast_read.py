@@ -35,7 +35,7 @@ from coffer.services.access import decision_for
 from coffer.services.audit_batcher import AuditBatcher
 from coffer.services.auth import SESSION_TOKEN_KIND
 from coffer.services.read_cache import EpochCache, Stamp
-from coffer.services.secret_ops import SecretCipher
+from coffer.services.secret_cipher import SecretCipher
 from coffer.services.throttle import Throttle
 from coffer.services.token_holders import TokenHolders
 from coffer.storage.database import DATABASE_UNAVAILABLE

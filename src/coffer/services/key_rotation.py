@@ -25,7 +25,7 @@ from coffer.domain.models import CallContext, Project
 from coffer.services.access import AccessGate
 from coffer.services.keyring import Keyring
 from coffer.services.lookup import require_project
-from coffer.services.secret_ops import bound_aad
+from coffer.services.secret_cipher import bound_aad
 from coffer.storage import key_rotation_store as store
 
 DEFAULT_BATCH = 2000

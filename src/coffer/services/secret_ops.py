@@ -1,5 +1,5 @@
 """Per-transaction building blocks shared by the secret, import and promotion use cases:
-seal/open a version under its bound associated data, write a version with its audit entry,
+write a version (sealed by ``secret_cipher.SecretCipher``) with its audit entry,
 read values with their audit entries, and keep the read limits of limited secrets (count
 the read, burn or seal after the last one, destroy at the TTL). Callers own the
 transaction."""
@@ -12,8 +12,6 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 
 from coffer.audit.writer import AuditWriter, Metadata
-from coffer.crypto.aad import secret_version_aad
-from coffer.crypto.keys import DataKey
 from coffer.domain.errors import Gone, InvalidInput, NotFound, TooLarge
 from coffer.domain.events import Event
 from coffer.domain.inventory import InventoryChange
@@ -21,12 +19,12 @@ from coffer.domain.models import CallContext, Environment, Project, WriteResult
 from coffer.domain.names import validate_key_name
 from coffer.domain.read_limits import NO_LIMITS, LimitState, ReadLimits
 from coffer.domain.secret_value import SecretValue
-from coffer.services.keyring import Keyring
 from coffer.services.limited_reads import count_read, counters, last_read_event, sealed_if_last
 from coffer.services.policy_enforcement import check_write, record_inventory
 from coffer.services.read_reasons import require_read_reason
-from coffer.storage import key_rotation_store, read_limits, secret_store
-from coffer.storage.secret_store import ExpiredSecret, ReadBundle, SecretRow, StoredVersion
+from coffer.services.secret_cipher import SecretCipher
+from coffer.storage import read_limits, secret_store
+from coffer.storage.secret_store import ExpiredSecret, SecretRow, StoredVersion
 from coffer.storage.tables import secrets
 
 MAX_COMMENT_LENGTH = 1024
@@ -75,82 +73,6 @@ def _require_utf8(text: str, field: str) -> None:
         raise InvalidInput(
             f"{field} must be valid Unicode text (it contains a lone surrogate)", field=field
         ) from None
-
-
-def bound_aad(
-    project: Project, environment_id: str, key: str, version: int, key_version: int
-) -> bytes:
-    """The associated data binding a version to its org, project, environment, key, version
-    and data-key version: a ciphertext copied to any other row does not open."""
-    return secret_version_aad(
-        org_id=project.org_id,
-        project_id=project.id,
-        environment_id=environment_id,
-        key=key,
-        version=version,
-        key_version=key_version,
-    )
-
-
-class SecretCipher:
-    """Seals and opens secret versions, binding each to org, project, environment, key,
-    version and data-key version."""
-
-    def __init__(self, keyring: Keyring) -> None:
-        self._keyring = keyring
-
-    def seal(
-        self,
-        conn: sa.Connection,
-        project: Project,
-        env: Environment,
-        key: str,
-        version: int,
-        value: SecretValue,
-    ) -> tuple[bytes, int]:
-        """Returns the envelope of ``value`` under the project's current data key, and that
-        key's version. The version is read afresh and share-locked, so a key rotation that
-        starts meanwhile waits for this write and then re-encrypts it."""
-        key_version = key_rotation_store.current_key_version(conn, project.id, lock=True)
-        aad = bound_aad(project, env.id, key, version, key_version)
-        data_key = self._keyring.data_key(conn, project, key_version)
-        return data_key.seal(value.reveal_bytes(), aad), key_version
-
-    def open(
-        self,
-        conn: sa.Connection,
-        project: Project,
-        env: Environment,
-        key: str,
-        stored: StoredVersion,
-    ) -> SecretValue:
-        """Returns the plaintext of a stored version; raises DecryptionFailed when it does not
-        open (tampered, moved to another row, or its data key destroyed)."""
-        data_key = self._keyring.data_key(conn, project, stored.key_version)
-        return self.open_with(data_key, project, env, key, stored)
-
-    def open_with(
-        self,
-        data_key: DataKey,
-        project: Project,
-        env: Environment,
-        key: str,
-        stored: StoredVersion,
-    ) -> SecretValue:
-        """Like ``open`` with the version's data key already in hand."""
-        aad = bound_aad(project, env.id, key, stored.version, stored.key_version)
-        return SecretValue(data_key.open(stored.ciphertext, aad).decode("utf-8"))
-
-    def open_bundle(
-        self, bundle: ReadBundle, key: str, conn: sa.Connection | None = None
-    ) -> SecretValue:
-        """Opens the version of a one-query read bundle (see ``Keyring.unwrap`` for
-        ``conn``)."""
-        stored = bundle.stored
-        data_key = self._keyring.unwrap(
-            bundle.project, stored.key_version, bundle.wrapped_key, conn
-        )
-        return self.open_with(data_key, bundle.project, bundle.environment, key, stored)
 
 
 def secret_not_found(key: str, environment: str) -> NotFound:
