@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coffer.domain.access import Action
-from coffer.domain.errors import CofferError, Contention, InvalidInput, NotFound, ReasonRequired
+from coffer.domain.errors import CofferError, Contention, NotFound, ReasonRequired
 from coffer.domain.events import Event
 from coffer.domain.inventory import InventoryChange
 from coffer.domain.models import (
@@ -28,19 +28,17 @@ from coffer.domain.read_limits import LimitChange, ReadLimits
 from coffer.domain.secret_value import SecretValue
 from coffer.services.access import AccessGate
 from coffer.services.lookup import require_scope
-from coffer.services.read_reasons import record_refusal, require_read_reason
-from coffer.services.reference_reader import expand_secret
+from coffer.services.read_reasons import record_refusal
 from coffer.services.retries import retry_on_conflict
 from coffer.services.secret_ops import (
-    MAX_VERSION,
     Limits,
     SecretOps,
     secret_not_found,
     validate_write,
 )
+from coffer.services.secret_reads import check_version, live, read_secret
 from coffer.storage import read_limits, secret_store
-from coffer.storage.database import scrub_deleted, serialize_counted_reads
-from coffer.storage.secret_store import ExpiredSecret, SecretRow
+from coffer.storage.database import scrub_deleted
 from coffer.storage.tables import secrets
 
 
@@ -54,21 +52,6 @@ class SecretWrite:
     key: str
     value: SecretValue = field(repr=False)
     comment: str | None = None
-
-
-def _check_version(key: str, version: int | None) -> None:
-    """Raises InvalidInput for a version below 1 and NotFound for one no secret can have."""
-    if version is None:
-        return
-    if version < 1:
-        raise InvalidInput("version must be a positive integer", field="version")
-    if version > MAX_VERSION:
-        raise NotFound(f"secret {key!r} has no version {version}", field="version")
-
-
-def _live(row: SecretRow | None, now: float) -> SecretRow | None:
-    """The row unless it is missing or past its TTL (then it is as good as never existed)."""
-    return None if row is None or row.limits.expired(now) else row
 
 
 class SecretService:
@@ -201,10 +184,19 @@ class SecretService:
         when the policy of this environment, or of one a reference reads, wants a reason
         and none was given; a failed read counts nothing."""
         validate_key_name(key)
-        _check_version(key, version)
+        check_version(key, version)
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         try:
-            return self._read(ctx, project, environment, key, version=version, expand=expand)
+            return read_secret(
+                self._engine,
+                self._ops,
+                ctx,
+                project,
+                environment,
+                key,
+                version=version,
+                expand=expand,
+            )
         except ReasonRequired as refusal:
             record_refusal(
                 self._engine,
@@ -217,60 +209,6 @@ class SecretService:
             )
             raise
 
-    def _read(
-        self,
-        ctx: CallContext,
-        project: str,
-        environment: str,
-        key: str,
-        *,
-        version: int | None,
-        expand: bool,
-    ) -> RevealedSecret:
-        now = time.time()
-        with self._engine.begin() as conn:
-            require_read_reason(conn, ctx, environment)
-            if expand:  # references may count further limited secrets
-                serialize_counted_reads(conn, ctx.actor.org_id)
-            bundle = secret_store.fetch_for_read(
-                conn,
-                org_id=ctx.actor.org_id,
-                project=project,
-                environment=environment,
-                key=key,
-                version=version,
-            )
-            if bundle is None:
-                raise self._why_missing(conn, ctx, project, environment, key, version, now)
-            if not bundle.limits.expired(now):
-                found, env, stored = bundle.project, bundle.environment, bundle.stored
-                value = self._ops.cipher.open_bundle(bundle, key, conn)
-                state = self._ops.counted_read(
-                    conn,
-                    ctx,
-                    found,
-                    env,
-                    key,
-                    stored,
-                    secret_id=bundle.secret_id,
-                    limits=bundle.limits,
-                    updated_at=bundle.updated_at,
-                    via="get",
-                    reason_checked=True,
-                )
-                if expand:
-                    value = expand_secret(conn, ctx, self._ops, found, env, key, value)
-                return RevealedSecret(
-                    key=key,
-                    version=stored.version,
-                    value=value,
-                    created_at=stored.created_at,
-                    comment=stored.comment,
-                    limits=state,
-                )
-        self._expire(ctx, project, environment, key)
-        raise secret_not_found(key, environment)
-
     def info(self, ctx: CallContext, project: str, environment: str, key: str) -> SecretInfo:
         """Returns the secret's metadata and read limits without reading it (``HEAD``):
         nothing is counted or recorded. Raises NotFound for an unknown, burned or expired
@@ -279,7 +217,7 @@ class SecretService:
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         with self._engine.begin() as conn:
             _, env = require_scope(conn, ctx.actor, project, environment)
-            row = _live(secret_store.find_secret(conn, env.id, key), time.time())
+            row = live(secret_store.find_secret(conn, env.id, key), time.time())
             if row is None:
                 raise secret_not_found(key, environment)
             return SecretInfo(
@@ -302,7 +240,7 @@ class SecretService:
         now = time.time()
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
-            row = _live(secret_store.find_secret(conn, env.id, key, for_update=True), now)
+            row = live(secret_store.find_secret(conn, env.id, key, for_update=True), now)
             if row is None:
                 raise secret_not_found(key, environment)
             after = change.applied_to(row.limits, now)
@@ -324,35 +262,6 @@ class SecretService:
                 limits=after,
             )
 
-    def _expire(self, ctx: CallContext, project: str, environment: str, key: str) -> None:
-        """Destroys the secret found past its TTL (``secret.expired``), if it still is."""
-        now = time.time()
-        with self._engine.begin() as conn:
-            found, env = require_scope(conn, ctx.actor, project, environment)
-            row = secret_store.find_secret(conn, env.id, key, for_update=True)
-            if row is None or not row.limits.expired(now):
-                return
-            place = ExpiredSecret.of(row, found, env)
-            self._ops.destroy_expired(conn, ctx, place, Event.SECRET_EXPIRED)
-        scrub_deleted(self._engine)
-
-    @staticmethod
-    def _why_missing(
-        conn: sa.Connection,
-        ctx: CallContext,
-        project: str,
-        environment: str,
-        key: str,
-        version: int | None,
-        now: float,
-    ) -> CofferError:
-        """Returns the error naming what a failed one-query read lacked (project, environment,
-        secret or version)."""
-        _, env = require_scope(conn, ctx.actor, project, environment)
-        if _live(secret_store.find_secret(conn, env.id, key), now) is None:
-            return secret_not_found(key, environment)
-        return NotFound(f"secret {key!r} has no version {version}", field="version")
-
     def list_keys(self, ctx: CallContext, project: str, environment: str) -> list[SecretInfo]:
         """Returns the environment's keys and versions, never values."""
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
@@ -367,7 +276,7 @@ class SecretService:
         self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
-            row = _live(secret_store.find_secret(conn, env.id, key, for_update=True), time.time())
+            row = live(secret_store.find_secret(conn, env.id, key, for_update=True), time.time())
             if row is None:
                 raise secret_not_found(key, environment)
             secret_store.delete_secret(conn, row.id)
@@ -391,7 +300,7 @@ class SecretService:
         self._gate.require(ctx, Action.SECRET_READ, project=project, environment=environment)
         with self._engine.begin() as conn:
             _, env = require_scope(conn, ctx.actor, project, environment)
-            row = _live(secret_store.find_secret(conn, env.id, key), time.time())
+            row = live(secret_store.find_secret(conn, env.id, key), time.time())
             if row is None:
                 raise secret_not_found(key, environment)
             return secret_store.version_history(conn, row.id)
@@ -409,11 +318,11 @@ class SecretService:
         """Writes a new version carrying the value of ``version``. Raises NotFound when the
         secret or version does not exist."""
         validate_key_name(key)
-        _check_version(key, version)
+        check_version(key, version)
         self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         with self._engine.begin() as conn:
             found, env = require_scope(conn, ctx.actor, project, environment)
-            row = _live(secret_store.find_secret(conn, env.id, key, for_update=True), time.time())
+            row = live(secret_store.find_secret(conn, env.id, key, for_update=True), time.time())
             if row is None:
                 raise secret_not_found(key, environment)
             stored = secret_store.get_version(conn, row.id, version)
