@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from coffer.domain.evidence import day_text
 from coffer.domain.exposures import ExposureRecord
 from coffer.domain.rotation_schedule import RotationFlag
+from coffer.storage import rotation_store
 from coffer.storage.compliance_tables import (
     rotation_flags,
     secret_inventory,
@@ -179,9 +180,7 @@ def open_exposures_and_flags(
             secret_exposures.c.location,
             secret_exposures.c.reported_by,
         )
-        .select_from(
-            _SECRET_SCOPE.join(secret_exposures, secret_exposures.c.secret_id == secrets.c.id)
-        )
+        .select_from(_EXPOSURE_SCOPE)
         .where(
             projects.c.org_id == org_id,
             secret_exposures.c.version == secrets.c.current_version,
@@ -190,25 +189,12 @@ def open_exposures_and_flags(
     )
     for secret_id, version, detected, rule, location, by in rows:
         exposures[secret_id].append(ExposureRecord(version, detected, rule, location, by or ""))
-    flags: dict[str, list[RotationFlag]] = defaultdict(list)
-    rows = conn.execute(
-        sa.select(
-            rotation_flags.c.secret_id,
-            rotation_flags.c.version,
-            rotation_flags.c.reason,
-            rotation_flags.c.detail,
-            rotation_flags.c.flagged_at,
-            rotation_flags.c.flagged_by,
-        )
-        .select_from(_SECRET_SCOPE.join(rotation_flags, rotation_flags.c.secret_id == secrets.c.id))
-        .where(
-            projects.c.org_id == org_id,
-            rotation_flags.c.version >= secrets.c.current_version,
-        )
-        .order_by(rotation_flags.c.flagged_at, rotation_flags.c.id)
+    flags = rotation_store.read_flags(
+        conn,
+        _SECRET_SCOPE.join(rotation_flags, rotation_flags.c.secret_id == secrets.c.id),
+        projects.c.org_id == org_id,
+        rotation_flags.c.version >= secrets.c.current_version,
     )
-    for secret_id, version, reason, detail, flagged_at, flagged_by in rows:
-        flags[secret_id].append(RotationFlag(version, reason, detail, flagged_at, flagged_by))
     return exposures, flags
 
 

@@ -56,6 +56,15 @@ def flag_for_rotation(
 def flags_in(conn: sa.Connection, environment_id: str) -> dict[str, list[RotationFlag]]:
     """Returns every rotation flag of the environment's secrets (resolved ones included),
     keyed by secret id, oldest first."""
+    scope = rotation_flags.join(secrets, secrets.c.id == rotation_flags.c.secret_id)
+    return read_flags(conn, scope, secrets.c.environment_id == environment_id)
+
+
+def read_flags(
+    conn: sa.Connection, scope: sa.FromClause, *where: sa.ColumnElement[bool]
+) -> dict[str, list[RotationFlag]]:
+    """Returns the rotation flags of ``scope`` (a join holding ``rotation_flags``) that
+    meet every ``where`` condition, keyed by secret id, oldest first."""
     rows = conn.execute(
         sa.select(
             rotation_flags.c.secret_id,
@@ -65,8 +74,8 @@ def flags_in(conn: sa.Connection, environment_id: str) -> dict[str, list[Rotatio
             rotation_flags.c.flagged_at,
             rotation_flags.c.flagged_by,
         )
-        .join(secrets, secrets.c.id == rotation_flags.c.secret_id)
-        .where(secrets.c.environment_id == environment_id)
+        .select_from(scope)
+        .where(*where)
         .order_by(rotation_flags.c.flagged_at, rotation_flags.c.id)
     )
     found: dict[str, list[RotationFlag]] = defaultdict(list)
