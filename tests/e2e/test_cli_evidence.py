@@ -17,6 +17,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -241,7 +242,9 @@ def test_the_evidence_pack_is_complete_verifiable_escaped_and_holds_no_value(
     verify` (and refused once edited), no PDF without Chromium, and no secret value."""
     seed(cli)
     out = tmp_path / "pack"
-    result = cli(
+    no_browser = tmp_path / "empty-bin"  # a PATH with no Chromium, whatever the machine has
+    no_browser.mkdir()
+    result = cli.with_env(PATH=str(no_browser))(
         "compliance", "evidence", "--from", today(-7), "--to", today(), "--out", str(out), "--pdf"
     )
     assert result.returncode == 0, result.stderr
@@ -332,6 +335,23 @@ def test_pdf_comes_from_chromium_when_one_is_on_path(cli: Cli, tmp_path: Path) -
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
     hashes = check_manifest(out, extra="notes.txt")
     assert "report.pdf" in hashes
+
+
+def test_a_real_chromium_prints_the_report_to_pdf(cli: Cli, tmp_path: Path) -> None:
+    """With the system's Chromium (CI installs it), --pdf prints index.html into a real PDF
+    of at least one page."""
+    if shutil.which("chromium") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PDF test: install Debian's chromium (.ci/run does)")
+        pytest.skip("the PDF report is not tested: chromium is not installed")
+    out = tmp_path / "pack"
+    result = cli(
+        "compliance", "evidence", "--from", today(-1), "--to", today(), "--out", str(out), "--pdf"
+    )
+    assert result.returncode == 0, result.stderr
+    pdf = (out / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and b"/Type /Page" in pdf
+    assert "report.pdf" in check_manifest(out)
 
 
 def test_a_demo_with_months_of_history_gives_a_readable_verified_pack(tmp_path: Path) -> None:
