@@ -165,8 +165,8 @@ def test_a_denial_must_say_why_and_only_admins_decide(people: People, project: s
 
 
 def test_the_requester_cancels_and_nobody_else_does(people: People, project: str) -> None:
-    """Ada (an admin) may not cancel Vic's request (she denies instead); Vic may; a
-    cancelled request cannot be approved."""
+    """Ada (an admin) may not cancel Vic's request (she denies instead; the refusal is
+    logged as access.denied); Vic may; a cancelled request cannot be approved."""
     request = ask(people, people.vic, project)
     seq = last_audit_seq(people.team.services.engine)
     assert people.post(f"{REQUESTS}/{request['id']}/cancel", people.ada).status_code == 403
@@ -175,7 +175,7 @@ def test_the_requester_cancels_and_nobody_else_does(people: People, project: str
     assert people.post(f"{REQUESTS}/{request['id']}/approve", people.ada).status_code == 409
     assert people.post(f"{REQUESTS}/{request['id']}/cancel", people.vic).status_code == 409
     actions = [e["action"] for e in audit_entries(people.team.services.engine, seq)]
-    assert actions == ["request.cancelled"]
+    assert actions == ["access.denied", "request.cancelled"]
 
 
 def test_a_pending_request_older_than_a_week_expires(people: People, project: str) -> None:

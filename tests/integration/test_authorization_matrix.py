@@ -32,7 +32,6 @@ from tests.integration.authorization_world import (
     DEV,
     ENVS,
     EVERYONE,
-    FENCED,
     FOREIGN,
     KEY,
     LAPSED,
@@ -72,8 +71,7 @@ class Case:
     ``scoped`` rows name a resource of acme (the other organization's owner must get the
     answer for a nonexistent one); unscoped rows act on the caller's own organization.
     ``denied`` overrides the refusal status for some callers; ``check`` looks at an allowed
-    answer's body; ``bug`` marks a known server bug (strict xfail); ``unaudited`` names
-    callers refused with 403 but no ``access.denied`` entry (a known gap, marked REVIEW).
+    answer's body; ``bug`` marks a known server bug (strict xfail).
     """
 
     method: str
@@ -86,7 +84,6 @@ class Case:
     denied: Mapping[str, int] = field(default_factory=dict)
     check: Check | None = None
     bug: str | None = None
-    unaudited: frozenset[str] = frozenset()
 
     @property
     def id(self) -> str:
@@ -955,8 +952,6 @@ def _compliance_cases() -> list[Case]:
             "staging",
             create_request,
             PEOPLE,
-            # REVIEW: a machine is refused (403) before the gate, so no access.denied entry.
-            unaudited=MACHINES | {FENCED},
         ),
         Case("GET", REQUESTS, "own or all", fixed("GET", REQUESTS), VALID, scoped=False),
         Case(
@@ -997,8 +992,6 @@ def _compliance_cases() -> list[Case]:
             on_bystanders_request("POST", "/cancel"),
             frozenset(),
             denied=hidden,
-            # REVIEW: an admin is refused (403) outside the gate, so no access.denied entry.
-            unaudited=STAFF,
         ),
         # REVIEW: the deploy machine may ask for an export approval, though machines need
         # none (docs/access-requests.md) and may not ask for access.
@@ -1420,8 +1413,6 @@ def _judge(
         return None
     if status != expected:
         return f"{who.name}: expected {expected}, got {status} {response.text[:200]}"
-    if status == 403 and who.name in case.unaudited:
-        return f"{who.name}: now audited, update the row" if denials else None
     if status == 403 and denials != [who.id]:
         return f"{who.name}: a 403 must record one access.denied by them, got {entries}"
     if status == 401 and entries:

@@ -31,7 +31,7 @@ from coffer.domain.access_requests import (
     validate_reason,
     validate_record_id,
 )
-from coffer.domain.errors import AccessDenied, Conflict, NotFound
+from coffer.domain.errors import Conflict, NotFound
 from coffer.domain.events import Event
 from coffer.domain.evidence import iso_time
 from coffer.domain.models import ActorKind, CallContext
@@ -71,9 +71,12 @@ class AccessRequestService:
         why = validate_reason(reason)
         seconds = parse_request_duration(duration)
         if not ctx.actor.is_person:
-            raise AccessDenied(
+            self._gate.deny(
+                ctx,
+                Action.PROJECT_VIEW,
                 "only people may request access; an admin grants a machine its access "
-                "(`coffer grants add --machine`)"
+                "(`coffer grants add --machine`)",
+                project=project,
             )
         self._gate.require(ctx, Action.PROJECT_VIEW)
         now = time.time()
@@ -157,32 +160,36 @@ class AccessRequestService:
         ``request.denied``. Raises as ``approve`` does, and InvalidInput naming ``note``."""
         return self._decide(ctx, request_id, note, approve=False)
 
-    def cancel(self, ctx: CallContext, request_id: str) -> AccessRequest:
+    def cancel(self, ctx: CallContext, request_id: str) -> AccessRequest:  # noqa: RET503
         """Withdraws the caller's own pending request; records ``request.cancelled``. Raises
         AccessDenied for someone else's (admins deny instead), NotFound, Conflict when it is
-        not pending."""
+        not pending. (Someone else's is refused through the gate, which records
+        ``access.denied``, after this transaction ends.)"""
         wanted = _request_id(request_id)
         self._gate.require(ctx, Action.PROJECT_VIEW)
         now = time.time()
         with self._engine.begin() as conn:
             found = self._found(conn, ctx, wanted, for_update=True)
-            if found.requester.id != ctx.actor.id:
-                raise AccessDenied(
-                    "only the requester may cancel a request; an admin denies it instead"
+            if found.requester.id == ctx.actor.id:
+                _require_pending(found, now)
+                request_store.record_decision(
+                    conn, wanted, status=RequestStatus.CANCELLED, decided_by=ctx.actor.id, now=now
                 )
-            _require_pending(found, now)
-            request_store.record_decision(
-                conn, wanted, status=RequestStatus.CANCELLED, decided_by=ctx.actor.id, now=now
-            )
-            self._audit.append(
-                conn,
-                ctx,
-                Event.REQUEST_CANCELLED,
-                project=found.project,
-                environment=found.environment,
-                metadata={"request_id": wanted, "requester_name": found.requester.name},
-            )
-            return self._found(conn, ctx, wanted)
+                self._audit.append(
+                    conn,
+                    ctx,
+                    Event.REQUEST_CANCELLED,
+                    project=found.project,
+                    environment=found.environment,
+                    metadata={"request_id": wanted, "requester_name": found.requester.name},
+                )
+                return self._found(conn, ctx, wanted)
+        self._gate.deny(
+            ctx,
+            Action.PROJECT_VIEW,
+            "only the requester may cancel a request; an admin denies it instead",
+            project=found.project,
+        )
 
     def _decide(
         self, ctx: CallContext, request_id: str, note: str | None, *, approve: bool
