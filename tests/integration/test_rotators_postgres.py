@@ -25,6 +25,9 @@ import pytest
 import sqlalchemy as sa
 from psycopg import sql
 
+from coffer.domain.models import CallContext
+from coffer.domain.secret_value import SecretValue
+from coffer.services.rotator_postgres import PostgresRotator
 from coffer.services.secret_ops import SecretOps
 from coffer.storage.compliance_tables import secret_rotators
 from coffer.storage.tables import audit_log
@@ -270,3 +273,35 @@ def test_a_failed_vault_write_puts_the_old_password_back(
     assert failed["metadata"]["error"] == message
     with team.services.engine.connect() as conn:
         assert conn.execute(sa.select(secret_rotators.c.last_status)).scalar_one() == "failed"
+
+
+def test_a_password_stored_meanwhile_is_not_undone_at_the_source(
+    team: Team, server: psycopg.Connection[Any], roles: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When someone stores a new version of the secret while its role's password is being
+    changed, the run does not set the old password back (it may be what was just stored
+    elsewhere): it answers 502 saying the source's password changed and the vault was not
+    updated, without any credential, and keeps that in last_error."""
+    old = secrets.token_urlsafe(24)
+    role = make_role(server, roles, f"coffer_rot_{secrets.token_hex(4)}", old)
+    setup_rotator(team, role, old, admin_url())
+    original = PostgresRotator.rotate
+    meanwhile = secrets.token_urlsafe(24)
+
+    def rotate_while_written(self: PostgresRotator, *args: Any) -> Any:
+        pending = original(self, *args)
+        ctx = CallContext(actor=team.services.auth.authenticate(team.owner))
+        team.services.secrets.set(ctx, "app", "production", "DB_PASSWORD", SecretValue(meanwhile))
+        return pending
+
+    monkeypatch.setattr(PostgresRotator, "rotate", rotate_while_written)
+    response = rotate(team)
+    assert response.status_code == 502, response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith(f"{TARGET} changed while it was being rotated")
+    assert "the password at the source was changed but the vault was not updated" in message
+    assert not password_is(server, role, old) and not password_is(server, role, meanwhile)
+    assert meanwhile not in message and old not in message
+    assert vault_version(team) == 2
+    shown = team.client.get(f"{ROTATION}/rotators/{TARGET}", headers=bearer(team.owner)).json()
+    assert (shown["last_status"], shown["last_error"]) == ("failed", message)

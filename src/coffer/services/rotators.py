@@ -4,7 +4,8 @@
 Configuring a secret's rotator takes the admin role and write access to the secret; a
 ``postgresql`` rotator's ``connection`` must name a vault secret the configuring admin may
 read (it holds the admin connection URL; the configuration only names it). Running one
-(``rotate``) takes write access to the secret.
+(``rotate``) takes write access to the secret and, for a rotator with a ``connection``, read
+access to that secret's environment; one run of a secret at a time.
 
 """
 
@@ -83,7 +84,7 @@ class RotatorService:
         self._ops = ops
         self._gate = gate
         chosen = default_rotators() if rotators is None else rotators
-        self._runner = RotationRunner(engine, ops, {r.kind: r for r in chosen})
+        self._runner = RotationRunner(engine, ops, gate, {r.kind: r for r in chosen})
 
     def configure(
         self,
@@ -188,10 +189,11 @@ class RotatorService:
         return _info(found.name, env.name, key, stored)
 
     def rotate(self, ctx: CallContext, project: str, environment: str, key: str) -> RotationOutcome:
-        """Runs the secret's rotator now (write access needed; see ``services.rotation_runs``).
-        Returns the new version. Raises NotFound for an unknown secret or one without a
-        rotator, and RotationFailed saying why when the credential could not be changed
-        (the old value stays current and working)."""
+        """Runs the secret's rotator now (write access needed, and read access to its
+        connection secret; see ``services.rotation_runs``). Returns the new version. Raises
+        NotFound for an unknown secret or one without a rotator, AccessDenied,
+        PolicyViolation, Conflict while another run of the secret is under way, and
+        RotationFailed saying why when the credential could not be changed or stored."""
         validate_key_name(key)
         self._gate.require(ctx, Action.SECRET_WRITE, project=project, environment=environment)
         return self._runner.run(ctx, project, environment, key)

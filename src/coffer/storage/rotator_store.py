@@ -13,12 +13,14 @@ from coffer.storage.compliance_tables import secret_rotators
 from coffer.storage.tables import secrets
 
 MAX_ERROR_LENGTH = 300
+RUNNING = "running"
 
 
 @dataclass(frozen=True)
 class StoredRotator:
     """A secret's rotator as stored: its kind and parameters, who configured it and when,
-    and the outcome of its last run (``succeeded`` or ``failed``, with the reason)."""
+    and the outcome of its last run (``succeeded`` or ``failed``, with the reason; ``running``
+    while a run holds it)."""
 
     secret_id: str
     kind: str
@@ -98,4 +100,39 @@ def record_run(
             last_status=status,
             last_error=error[:MAX_ERROR_LENGTH] if error else None,
         )
+    )
+
+
+def claim_run(conn: sa.Connection, secret_id: str, *, now: float, stale_after: float) -> bool:
+    """Marks the secret's rotator ``running`` as of ``now`` unless another run holds it (its
+    status is ``running`` and it started less than ``stale_after`` seconds ago); returns
+    whether this run got it. A compare-and-set: of two concurrent claims, one wins (on
+    PostgreSQL the second waits for the first's transaction, then sees ``running``)."""
+    free = sa.or_(
+        secret_rotators.c.last_status.is_(None),
+        secret_rotators.c.last_status != RUNNING,
+        secret_rotators.c.last_run_at.is_(None),
+        secret_rotators.c.last_run_at <= now - stale_after,
+    )
+    result = conn.execute(
+        sa.update(secret_rotators)
+        .where(secret_rotators.c.secret_id == secret_id, free)
+        .values(last_run_at=now, last_status=RUNNING, last_error=None)
+    )
+    return result.rowcount == 1
+
+
+def release_run(
+    conn: sa.Connection, secret_id: str, *, claimed_at: float, error: str, now: float
+) -> None:
+    """Marks the secret's rotator ``failed`` with ``error`` if it is still ``running`` from
+    the claim made at ``claimed_at`` (a run that stopped without recording its outcome)."""
+    conn.execute(
+        sa.update(secret_rotators)
+        .where(
+            secret_rotators.c.secret_id == secret_id,
+            secret_rotators.c.last_status == RUNNING,
+            secret_rotators.c.last_run_at == claimed_at,
+        )
+        .values(last_run_at=now, last_status="failed", last_error=error[:MAX_ERROR_LENGTH])
     )
