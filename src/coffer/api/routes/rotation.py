@@ -255,8 +255,10 @@ async def remove_rotator(
 async def rotate_secret(
     project: str, environment: str, key: str, caller: Caller, services: ServicesDep, run: Run
 ) -> dict[str, Any]:
-    """Runs the secret's rotator now (write access): the credential changes at its source
-    and the new value becomes a new version. 502 rotation_failed says why when it could
-    not, with the old value still current and working."""
+    """Runs the secret's rotator now (write access, and read access to its connection
+    secret): the credential changes at its source and the new value becomes a new version.
+    409 conflict while another run of the secret is under way, 400 policy_violation when
+    the secret breaks its environment's policy (nothing changed then); 502 rotation_failed
+    says why when it could not change or store the credential."""
     outcome = await run(services.rotators.rotate, caller, project, environment, key)
     return outcome_json(outcome)

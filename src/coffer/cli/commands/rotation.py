@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from coffer.cli.client import key_part, path_part
-from coffer.cli.common import JsonOpt, YesOpt, api, handle_errors
+from coffer.cli.common import EnvOpt, JsonOpt, ProjectOpt, YesOpt, api, handle_errors
 from coffer.cli.output import emit, print_json, print_table, short_time
 
 rotation_app = typer.Typer(
@@ -21,9 +21,7 @@ rotator_app = typer.Typer(
 )
 rotation_app.add_typer(rotator_app, name="rotator")
 
-ProjectArg = Annotated[str, typer.Argument(help="Project name.")]
-EnvArg = Annotated[str, typer.Argument(help="Environment name.")]
-KeyArg = Annotated[str, typer.Argument(help="Secret key.")]
+KeyArg = Annotated[str, typer.Argument(help="Secret key, e.g. DB_PASSWORD or db/password.")]
 
 ReportProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")]
 
@@ -143,9 +141,9 @@ def schedule(project: ReportProjectOpt = None, as_json: JsonOpt = False) -> None
 @rotation_app.command("flag")
 @handle_errors
 def flag(
-    project: ProjectArg,
-    environment: EnvArg,
     key: KeyArg,
+    project: ProjectOpt,
+    environment: EnvOpt,
     note: Annotated[str, typer.Option("--note", help="Why it must be rotated now.")],
     as_json: JsonOpt = False,
 ) -> None:
@@ -177,7 +175,7 @@ def notify(as_json: JsonOpt = False) -> None:
 
 @rotation_app.command("rotate")
 @handle_errors
-def rotate(project: ProjectArg, environment: EnvArg, key: KeyArg, as_json: JsonOpt = False) -> None:
+def rotate(key: KeyArg, project: ProjectOpt, environment: EnvOpt, as_json: JsonOpt = False) -> None:
     """Run the secret's rotator now: the credential changes at its source and the new value
     is stored as a new version (never printed)."""
     with api() as client:
@@ -207,9 +205,9 @@ def _rotator_text(data: dict[str, Any]) -> str:
 @rotator_app.command("set")
 @handle_errors
 def set_rotator(
-    project: ProjectArg,
-    environment: EnvArg,
     key: KeyArg,
+    project: ProjectOpt,
+    environment: EnvOpt,
     kind: Annotated[str, typer.Option("--kind", help="random or postgresql.")],
     length: Annotated[
         int | None, typer.Option("--length", help="Characters of new values (16-256).")
@@ -251,7 +249,7 @@ def set_rotator(
 @rotator_app.command("show")
 @handle_errors
 def show_rotator(
-    project: ProjectArg, environment: EnvArg, key: KeyArg, as_json: JsonOpt = False
+    key: KeyArg, project: ProjectOpt, environment: EnvOpt, as_json: JsonOpt = False
 ) -> None:
     """Show a secret's rotator and how its last run went."""
     path = f"/api/v1/rotation/rotators/{secret_path(project, environment, key)}"
@@ -263,9 +261,9 @@ def show_rotator(
 @rotator_app.command("remove")
 @handle_errors
 def remove_rotator(
-    project: ProjectArg,
-    environment: EnvArg,
     key: KeyArg,
+    project: ProjectOpt,
+    environment: EnvOpt,
     yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
