@@ -9,7 +9,8 @@ import io
 
 import pytest
 
-from coffer.cli.inventory_output import CSV_COLUMNS, inventory_csv, spreadsheet_safe
+from coffer.cli.csv_cells import cell as spreadsheet_safe
+from coffer.cli.inventory_output import CSV_COLUMNS, inventory_csv
 from coffer.domain.errors import InvalidInput, PolicyViolation
 from coffer.domain.inventory import (
     EnvironmentPolicy,

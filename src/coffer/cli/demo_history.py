@@ -36,7 +36,9 @@ from coffer.crypto.scan_fingerprints import encode_nonce, keyed_fingerprint, new
 
 API = "/api/v1"
 DAY = 86400.0
-PASSWORD = "demo-password-Xk29"
+# The people's password, new for every demo and never shown: after logging in once, each acts
+# through an API key of their own.
+PASSWORD = secrets.token_urlsafe(18)
 ORG = "acme"
 PEOPLE = {
     "owner": ("olivia@acme.example", "owner"),
