@@ -161,7 +161,10 @@ def test_a_dead_nodes_job_passes_to_another_once_its_lease_runs_out(
     before = ticks.count("node-a")
     wait_for(lambda: ticks.count("node-a") >= before + 6)
     assert ticks.count("node-b") == 0
-    assert 1 <= asked["node-b"] <= (time.monotonic() - waiting_since) / 0.05 + 2
+    # Once per 0.05 s check: never more often (a busy loop asks hundreds of times), and not
+    # a single late ask either (a waiting node that stopped asking would take over late).
+    intervals = (time.monotonic() - waiting_since) / 0.05
+    assert max(2, intervals / 4) <= asked["node-b"] <= intervals + 2
 
     first.stop(release=False)
     died = time.time()
